@@ -88,8 +88,8 @@ func GetDesc(b []byte) Desc {
 //
 // Preconditions: off is a multiple of 4 and &b[off] is 4-byte aligned.
 func Word(b []byte, off int) *atomic.Uint32 {
-	_ = b[off+3]
-	return (*atomic.Uint32)(unsafe.Pointer(&b[off]))
+	w := b[off : off+4] // bounds check without a racy load
+	return (*atomic.Uint32)(unsafe.Pointer(&w[0]))
 }
 
 // NeedEvent is vring_need_event (section 2.7.10): whether moving an index
