@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govirtiofs/govirtiofs/virtio"
@@ -52,6 +53,10 @@ type Transport struct {
 	vendorID uint32        // immutable
 	interval time.Duration // immutable: NEEDS_RESET watch interval
 
+	// numQueues is the probed queue count, -1 until probed. Atomic: the
+	// probe runs under mu held for reading.
+	numQueues atomic.Int64
+
 	// done is closed once, by goneOnce, when the device is gone.
 	done     chan struct{}
 	goneOnce sync.Once
@@ -62,7 +67,6 @@ type Transport struct {
 	mu        sync.RWMutex
 	closing   bool                // Close has begun
 	closed    bool                // the registers are unmapped
-	numQueues int                 // -1 until probed
 	shm       map[uint8]shmRegion // mapped shared memory regions
 	watching  bool                // the NEEDS_RESET watcher runs
 	stopWatch chan struct{}       // closed by Close to stop the watcher
@@ -102,20 +106,21 @@ func newTransport(regs registers, base uint64, size int, mem virtio.Memory, mapP
 	if id == 0 {
 		return nil, fmt.Errorf("%w (window at %#x)", ErrNoDevice, base)
 	}
-	return &Transport{
-		regs:      regs,
-		base:      base,
-		size:      size,
-		mem:       mem,
-		mapPhys:   mapPhys,
-		unmap:     unmap,
-		deviceID:  id,
-		vendorID:  regs.read32(regVendorID),
-		interval:  watchInterval,
-		done:      make(chan struct{}),
-		numQueues: -1,
-		shm:       make(map[uint8]shmRegion),
-	}, nil
+	t := &Transport{
+		regs:     regs,
+		base:     base,
+		size:     size,
+		mem:      mem,
+		mapPhys:  mapPhys,
+		unmap:    unmap,
+		deviceID: id,
+		vendorID: regs.read32(regVendorID),
+		interval: watchInterval,
+		done:     make(chan struct{}),
+		shm:      make(map[uint8]shmRegion),
+	}
+	t.numQueues.Store(-1)
+	return t, nil
 }
 
 // DeviceID is the virtio device type (26 for virtio-fs).
@@ -305,38 +310,53 @@ func putLE32(p []byte, v uint32) {
 }
 
 // NumQueues implements virtio.Transport.NumQueues: the queues are probed,
-// once, by selecting each index until QueueNumMax reads 0.
+// once, by selecting each index until QueueNumMax reads 0. It is 0 after
+// Close.
 func (t *Transport) NumQueues() int {
 	if t.lock() != nil {
 		return 0
 	}
 	defer t.mu.RUnlock()
-	if t.numQueues < 0 {
-		n := 0
-		for n < maxQueues {
-			t.regs.write32(regQueueSel, uint32(n))
-			if t.regs.read32(regQueueNumMax) == 0 {
-				break
-			}
-			n++
-		}
-		t.numQueues = n
+	return t.numQueuesLocked()
+}
+
+// numQueuesLocked probes the queues on first use. The probe writes only
+// QueueSel; the count is cached because the set of queues is fixed.
+//
+// Preconditions: t.mu is held.
+func (t *Transport) numQueuesLocked() int {
+	if n := t.numQueues.Load(); n >= 0 {
+		return int(n)
 	}
-	return t.numQueues
+	n := 0
+	for n < maxQueues {
+		t.regs.write32(regQueueSel, uint32(n))
+		if t.regs.read32(regQueueNumMax) == 0 {
+			break
+		}
+		n++
+	}
+	t.numQueues.Store(int64(n))
+	return n
 }
 
 // MaxQueueSize implements virtio.Transport.MaxQueueSize (QueueNumMax; QEMU
 // reports 1024 for every queue).
 //
-// Errors: i is negative or not below NumQueues.
+// Errors: i is negative or not below NumQueues; ErrDeviceGone after Close.
 func (t *Transport) MaxQueueSize(i int) (int, error) {
-	if i < 0 || i >= t.NumQueues() {
-		return 0, fmt.Errorf("mmio: queue %d does not exist (device has %d)", i, t.NumQueues())
-	}
 	if err := t.lock(); err != nil {
 		return 0, err
 	}
 	defer t.mu.RUnlock()
+	return t.maxQueueSizeLocked(i)
+}
+
+// Preconditions: t.mu is held.
+func (t *Transport) maxQueueSizeLocked(i int) (int, error) {
+	if n := t.numQueuesLocked(); i < 0 || i >= n {
+		return 0, fmt.Errorf("mmio: queue %d does not exist (device has %d)", i, n)
+	}
 	t.regs.write32(regQueueSel, uint32(i))
 	return int(min(t.regs.read32(regQueueNumMax), maxQueueSize)), nil
 }
@@ -349,7 +369,11 @@ func (t *Transport) MaxQueueSize(i int) (int, error) {
 // power of two or exceeds QueueNumMax; a ring is too small or misaligned
 // (descriptors 16, driver area 2, device area 4 bytes, section 2.7).
 func (t *Transport) EnableQueue(i int, q virtio.QueueAddrs) error {
-	max, err := t.MaxQueueSize(i)
+	if err := t.lock(); err != nil {
+		return err
+	}
+	defer t.mu.RUnlock()
+	max, err := t.maxQueueSizeLocked(i)
 	if err != nil {
 		return err
 	}
@@ -369,10 +393,6 @@ func (t *Transport) EnableQueue(i int, q virtio.QueueAddrs) error {
 			return fmt.Errorf("mmio: queue %d: %s of %d bytes at %#x, want %d bytes aligned to %d", i, r.name, len(r.b.Bytes), r.b.Addr, r.min, r.align)
 		}
 	}
-	if err := t.lock(); err != nil {
-		return err
-	}
-	defer t.mu.RUnlock()
 	t.regs.write32(regQueueSel, uint32(i))
 	if t.regs.read32(regQueueReady) != 0 {
 		return fmt.Errorf("mmio: queue %d is live already", i)
