@@ -457,3 +457,25 @@ func TestConcurrentNotifyClose(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshot(t *testing.T) {
+	d := newFakeDevice(2)
+	d.status = 0xf
+	d.generation = 7
+	tr := newFake(t, d, nil)
+	got, err := tr.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	want := Snapshot{
+		Magic: MagicValue, Version: 2, DeviceID: DeviceIDFS, VendorID: 0x554d4551,
+		DeviceFeatures: d.features, Status: 0xf, ConfigGeneration: 7,
+		QueueNumMax: []uint32{1024, 1024}, SHMLen: shmNone,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Snapshot = %v, want %v", got, want)
+	}
+	if s := got.String(); !strings.Contains(s, "magic=0x74726976 version=2 deviceid=26") {
+		t.Errorf("String() = %q", s)
+	}
+}
