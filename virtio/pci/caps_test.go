@@ -75,7 +75,7 @@ func buildConfig(first int, caps ...capSpec) []byte {
 	return b[:256]
 }
 
-// qemuCaps is the layout QEMU 7.2 gives vhost-user-fs-pci: everything in
+// qemuCaps is the layout QEMU 7.2 gives vhost-user-fs-pci, as seen in a guest: everything in
 // BAR4, plus an MSI-X capability and a PCI cfg access capability.
 func qemuCaps() []capSpec {
 	return []capSpec{

@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// A vhost-user-fs-pci device on q35 as the guest's sysfs shows it: BAR1
+// A vhost-user-fs-pci device on q35 as the guest's sysfs showed it (QEMU 7.2): BAR1
 // MSI-X table, BAR4 the 64-bit prefetchable virtio BAR, then the ROM and
 // bridge windows.
 const qemuResource = `0x0000000000000000 0x0000000000000000 0x0000000000000000
-0x00000000febd1000 0x00000000febd1fff 0x0000000000040200
+0x00000000febd5000 0x00000000febd5fff 0x0000000000040200
 0x0000000000000000 0x0000000000000000 0x0000000000000000
 0x0000000000000000 0x0000000000000000 0x0000000000000000
 0x00000000fe000000 0x00000000fe003fff 0x000000000014220c
