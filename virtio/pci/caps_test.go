@@ -75,8 +75,9 @@ func buildConfig(first int, caps ...capSpec) []byte {
 	return b[:256]
 }
 
-// qemuCaps is the layout QEMU 7.2 gives vhost-user-fs-pci, as seen in a guest: everything in
-// BAR4, plus an MSI-X capability and a PCI cfg access capability.
+// qemuCaps is the layout QEMU 7.2 gives vhost-user-fs-pci, as a guest saw
+// it: everything in BAR4, plus an MSI-X capability and a PCI cfg access
+// capability.
 func qemuCaps() []capSpec {
 	return []capSpec{
 		{at: 0x98, id: 0x11},

@@ -8,9 +8,8 @@ import (
 	"testing"
 )
 
-// A vhost-user-fs-pci device on q35 as the guest's sysfs showed it (QEMU 7.2): BAR1
-// MSI-X table, BAR4 the 64-bit prefetchable virtio BAR, then the ROM and
-// bridge windows.
+// A vhost-user-fs-pci device on q35 as the guest's sysfs showed it (QEMU
+// 7.2): BAR1 the MSI-X table, BAR4 the 64-bit prefetchable virtio BAR.
 const qemuResource = `0x0000000000000000 0x0000000000000000 0x0000000000000000
 0x00000000febd5000 0x00000000febd5fff 0x0000000000040200
 0x0000000000000000 0x0000000000000000 0x0000000000000000

@@ -151,24 +151,40 @@ func open(addr string, mem virtio.Memory) (*Transport, error) {
 	if _, err := cfg.WriteAt(binary.LittleEndian.AppendUint16(nil, cmd), cfgCommand); err != nil {
 		return nil, fmt.Errorf("writing the command register: %w", err)
 	}
-	t := &Transport{
+	t := newTransport(addr, mem, caps, bars)
+	t.dev = dev
+	if err := t.mapStructures(); err != nil {
+		t.unmapAll()
+		return nil, err
+	}
+	if err := t.start(); err != nil {
+		t.unmapAll()
+		return nil, err
+	}
+	return t, nil
+}
+
+// newTransport returns a Transport whose windows are still to be set.
+func newTransport(addr string, mem virtio.Memory, caps Capabilities, bars [6]BAR) *Transport {
+	return &Transport{
 		addr:    addr,
 		mem:     mem,
 		caps:    caps,
 		bars:    bars,
-		dev:     dev,
 		shm:     make(map[uint8]sharedMemory),
 		done:    make(chan struct{}),
 		stop:    make(chan struct{}),
 		watched: make(chan struct{}),
 	}
-	if err := t.mapStructures(); err != nil {
-		t.unmapAll()
-		return nil, err
-	}
+}
+
+// start resets the device, learns the number of queues and starts the
+// NEEDS_RESET watcher. Resetting first is step 1 of device initialisation
+// (virtio spec 1.2 section 3.1.1), and clears a NEEDS_RESET left by a
+// previous driver.
+func (t *Transport) start() error {
 	if err := t.resetLocked(); err != nil {
-		t.unmapAll()
-		return nil, err
+		return err
 	}
 	t.nq = int(t.common.read16(ccNumQueues))
 	t.notifyOff = make([]atomic.Int64, t.nq)
@@ -176,7 +192,7 @@ func open(addr string, mem virtio.Memory) (*Transport, error) {
 		t.notifyOff[i].Store(-1)
 	}
 	go t.watch()
-	return t, nil
+	return nil
 }
 
 // mapStructures maps, for each BAR that holds common, notify, ISR or
