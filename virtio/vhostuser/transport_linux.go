@@ -76,7 +76,8 @@ var _ virtio.Transport = (*Transport)(nil)
 // Dial connects to the vhost-user back end listening on socketPath and
 // negotiates with it (see the package documentation).
 //
-// Errors: the dial error; ctx's error; EPROTO for a malformed reply;
+// Errors: the dial error (ECONNREFUSED is retried until ctx is done);
+// ctx's error; EPROTO for a malformed reply;
 // EIO for a back end that refuses a message (REPLY_ACK non-zero).
 func Dial(ctx context.Context, socketPath string, opts Options) (_ *Transport, err error) {
 	if opts.MemorySize == 0 {
@@ -94,10 +95,9 @@ func Dial(ctx context.Context, socketPath string, opts Options) (_ *Transport, e
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", socketPath)
+	c, err := dialUnix(ctx, socketPath)
 	if err != nil {
-		return nil, fmt.Errorf("vhostuser: %w", err)
+		return nil, err
 	}
 	t := &Transport{
 		opts:    opts,
@@ -181,6 +181,29 @@ func Dial(ctx context.Context, socketPath string, opts Options) (_ *Transport, e
 	}
 	t.conn.SetDeadline(time.Time{})
 	return t, nil
+}
+
+// dialUnix connects to socketPath. A back end that was just started may
+// have bound its socket without listening yet (virtiofsd does both a moment
+// apart), so ECONNREFUSED is retried every 2 ms until ctx is done.
+func dialUnix(ctx context.Context, socketPath string) (net.Conn, error) {
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "unix", socketPath)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("vhostuser: %w", err)
+		}
+		retry := time.NewTimer(2 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return nil, fmt.Errorf("vhostuser: %w (%w)", err, ctx.Err())
+		case <-retry.C:
+		}
+	}
 }
 
 func parseU64(p []byte) (uint64, error) {

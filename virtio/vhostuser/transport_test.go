@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,5 +259,26 @@ func BenchmarkGetattr(b *testing.B) {
 		if errno, _ := s.roundTrip(b, fuseGetattr, 1, body, fuseAttrOutSize); errno != 0 {
 			b.Fatalf("GETATTR error %d", errno)
 		}
+	}
+}
+
+// TestDialRetriesRefused dials a socket that is bound but never listens, as
+// virtiofsd's is for a moment after it appears: Dial retries until its
+// context ends.
+func TestDialRetriesRefused(t *testing.T) {
+	path := t.TempDir() + "/bound"
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, path, Options{})
+	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial = %v, want ECONNREFUSED and DeadlineExceeded", err)
 	}
 }
