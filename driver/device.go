@@ -1,0 +1,379 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/govirtiofs/govirtiofs/fuse"
+	"github.com/govirtiofs/govirtiofs/virtio"
+)
+
+// Virtio-fs configuration space layout (virtio spec 1.2 section 5.11.4).
+const (
+	tagLen                = 36 // tag: UTF-8, NUL-padded, not NUL-terminated when full
+	numRequestQueuesOff   = 36 // le32
+	configLen             = 40
+	hiprioQueue           = 0
+	defaultQueueSize      = 256
+	defaultRequestQueues  = 1
+	fuseMaxMaxPages       = 256 // FUSE_MAX_MAX_PAGES
+	fuseHeaderOverhead    = 4   // FUSE_HEADER_OVERHEAD in Linux virtio_fs.c
+	resetTimeout          = time.Second
+	acceptedFeatures      = virtio.FeatureVersion1 | virtio.FeatureEventIdx | virtio.FeatureIndirectDesc
+	fuseInHeaderLen       = 40
+	fuseOutHeaderLen      = 16
+	fuseUniqueOff         = 8 // unique is at bytes 8..16 of both headers
+	fuseInHeaderOpcodeOff = 4
+)
+
+// Options configure a Device. The zero value takes the defaults.
+type Options struct {
+	// RequestQueues is how many request queues to use, at most the
+	// device's num_request_queues; 0 means 1.
+	RequestQueues int
+	// QueueSize is the size of every queue, at most what the transport
+	// allows (rounded down to a power of two); 0 means 256.
+	QueueSize int
+	// Logger receives a line for each misbehaviour of the device; nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Backoff paces the completion goroutines; the zero value takes
+	// virtio.Backoff's defaults.
+	Backoff virtio.Backoff
+}
+
+// Device is a virtio-fs device brought up by New. It implements
+// fuse.Sender; its methods are safe for concurrent use.
+type Device struct {
+	t        virtio.Transport // immutable
+	log      *slog.Logger     // immutable
+	tag      string           // immutable
+	features uint64           // immutable: negotiated
+	hiprio   *queue           // immutable
+	reqs     []*queue         // immutable: the request queues
+	pool     *pool            // immutable
+	limits   fuse.Limits      // immutable
+	maxBuf   int              // immutable: the largest request or reply
+	window   []byte           // immutable: the DAX window, or nil
+
+	next atomic.Uint32 // round-robin request queue choice
+
+	dead      chan struct{} // immutable; closed when the device is gone or closing
+	deadOnce  sync.Once
+	closing   chan struct{} // immutable; closed by Close
+	closeOnce sync.Once
+	stopped   chan struct{} // immutable; closed when the teardown after dead is done
+
+	wg sync.WaitGroup // completion goroutines
+
+	// callMu's read side is held by every RoundTrip and SendHiprio for
+	// their whole duration (they return promptly once dead is closed);
+	// Close takes the write side before releasing the memory they use.
+	callMu sync.RWMutex
+	closed bool // guarded by callMu's write side: Close has run
+}
+
+var _ fuse.Sender = (*Device)(nil)
+
+// New brings up the virtio-fs device behind t (virtio spec 1.2 section
+// 3.1.1, as virtio_fs_probe in Linux fs/fuse/virtio_fs.c): reset,
+// ACKNOWLEDGE|DRIVER, feature negotiation (VERSION_1 required; EVENT_IDX and
+// INDIRECT_DESC when offered; never ACCESS_PLATFORM or RING_PACKED),
+// FEATURES_OK, the configuration (tag, num_request_queues), queue 0 (hiprio)
+// and the request queues, DRIVER_OK.
+//
+// On success the Device owns t: Close closes it. On failure New sets the
+// FAILED status (best effort) and leaves t to the caller.
+//
+// Errors: ENODEV if the device lacks VERSION_1 or refuses FEATURES_OK;
+// EINVAL for an empty tag, num_request_queues of 0, or a transport without a
+// request queue; errors from t and from queue set-up, wrapped.
+func New(ctx context.Context, t virtio.Transport, opts Options) (*Device, error) {
+	d, err := newDevice(ctx, t, opts)
+	if err != nil {
+		t.SetStatus(virtio.StatusFailed)
+		return nil, fmt.Errorf("driver: virtio-fs: %w", err)
+	}
+	return d, nil
+}
+
+func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := reset(ctx, t); err != nil {
+		return nil, err
+	}
+	status := uint8(virtio.StatusAcknowledge | virtio.StatusDriver)
+	if err := t.SetStatus(status); err != nil {
+		return nil, fmt.Errorf("setting ACKNOWLEDGE|DRIVER: %w", err)
+	}
+	offered, err := t.DeviceFeatures()
+	if err != nil {
+		return nil, fmt.Errorf("reading device features: %w", err)
+	}
+	if offered&virtio.FeatureVersion1 == 0 {
+		return nil, fmt.Errorf("device features %#x lack VIRTIO_F_VERSION_1: %w", offered, syscall.ENODEV)
+	}
+	features := offered & acceptedFeatures
+	if err := t.SetDriverFeatures(features); err != nil {
+		return nil, fmt.Errorf("setting driver features %#x: %w", features, err)
+	}
+	status |= virtio.StatusFeaturesOK
+	if err := t.SetStatus(status); err != nil {
+		return nil, fmt.Errorf("setting FEATURES_OK: %w", err)
+	}
+	got, err := t.Status()
+	if err != nil {
+		return nil, fmt.Errorf("reading status: %w", err)
+	}
+	if got&virtio.StatusFeaturesOK == 0 {
+		return nil, fmt.Errorf("device refused features %#x (status %#x): %w", features, got, syscall.ENODEV)
+	}
+
+	tag, numReq, err := readConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	nreq := defaultRequestQueues
+	if opts.RequestQueues > 0 {
+		nreq = opts.RequestQueues
+	}
+	nreq = min(nreq, numReq, t.NumQueues()-1)
+	if nreq < 1 {
+		return nil, fmt.Errorf("transport has %d queues, no request queue: %w", t.NumQueues(), syscall.EINVAL)
+	}
+	want := defaultQueueSize
+	if opts.QueueSize > 0 {
+		want = opts.QueueSize
+	}
+
+	mem := t.Memory()
+	d := &Device{
+		t:        t,
+		log:      log,
+		tag:      tag,
+		features: features,
+		dead:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	qsize := 0
+	var queues []*queue
+	for i := range 1 + nreq {
+		q, err := d.setupQueue(i, want)
+		if err != nil {
+			for _, q := range queues {
+				q.vq.Close()
+			}
+			reset(ctx, t)
+			return nil, err
+		}
+		if i > 0 && (qsize == 0 || q.vq.Size() < qsize) {
+			qsize = q.vq.Size()
+		}
+		queues = append(queues, q)
+	}
+	d.hiprio, d.reqs = queues[0], queues[1:]
+
+	d.limits = fuse.Limits{MaxPages: min(fuseMaxMaxPages, qsize-fuseHeaderOverhead, mem.MaxAlloc()/pageSize-1)}
+	if d.limits.MaxPages < 1 {
+		for _, q := range queues {
+			q.vq.Close()
+		}
+		reset(ctx, t)
+		return nil, fmt.Errorf("queue size %d and largest DMA allocation %d leave no room for a page of data: %w", qsize, mem.MaxAlloc(), syscall.EINVAL)
+	}
+	d.maxBuf = (d.limits.MaxPages + 1) * pageSize
+	d.pool = newPool(mem, d.maxBuf)
+	if region, _, ok := t.SharedMemory(0); ok {
+		d.window = region
+	}
+
+	if err := t.SetStatus(status | virtio.StatusDriverOK); err != nil {
+		for _, q := range queues {
+			q.vq.Close()
+		}
+		reset(ctx, t)
+		return nil, fmt.Errorf("setting DRIVER_OK: %w", err)
+	}
+	for _, q := range queues {
+		d.wg.Add(1)
+		go q.complete(opts.Backoff)
+	}
+	go d.supervise()
+	log.Debug("virtio-fs device ready", "tag", tag, "features", fmt.Sprintf("%#x", features),
+		"request_queues", nreq, "queue_size", qsize, "max_pages", d.limits.MaxPages)
+	return d, nil
+}
+
+// reset writes status 0 and waits for it to read back as 0 (section
+// 2.4.1: the driver must not proceed until then).
+func reset(ctx context.Context, t virtio.Transport) error {
+	if err := t.SetStatus(0); err != nil {
+		return fmt.Errorf("resetting: %w", err)
+	}
+	deadline := time.Now().Add(resetTimeout)
+	var b virtio.Backoff
+	for {
+		s, err := t.Status()
+		if err != nil {
+			return fmt.Errorf("reading status after reset: %w", err)
+		}
+		if s == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("status still %#x %v after reset: %w", s, resetTimeout, syscall.ETIMEDOUT)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.Wait()
+	}
+}
+
+// readConfig reads the tag and num_request_queues.
+func readConfig(t virtio.Transport) (string, int, error) {
+	var cfg [configLen]byte
+	if err := t.ReadConfig(0, cfg[:tagLen]); err != nil {
+		return "", 0, fmt.Errorf("reading the tag: %w", err)
+	}
+	if err := t.ReadConfig(numRequestQueuesOff, cfg[numRequestQueuesOff:configLen]); err != nil {
+		return "", 0, fmt.Errorf("reading num_request_queues: %w", err)
+	}
+	return parseConfig(cfg[:])
+}
+
+// parseConfig decodes a virtio-fs configuration space, as
+// virtio_fs_read_tag in Linux.
+//
+// Errors: EINVAL for a short config, an empty tag, or no request queue.
+func parseConfig(cfg []byte) (string, int, error) {
+	if len(cfg) < configLen {
+		return "", 0, fmt.Errorf("config of %d bytes, want %d: %w", len(cfg), configLen, syscall.EINVAL)
+	}
+	tag := cfg[:tagLen]
+	if i := bytes.IndexByte(tag, 0); i >= 0 {
+		tag = tag[:i]
+	}
+	if len(tag) == 0 {
+		return "", 0, fmt.Errorf("empty tag: %w", syscall.EINVAL)
+	}
+	n := binary.LittleEndian.Uint32(cfg[numRequestQueuesOff:])
+	if n == 0 {
+		return "", 0, fmt.Errorf("num_request_queues is 0: %w", syscall.EINVAL)
+	}
+	return string(tag), int(min(n, 1<<16)), nil
+}
+
+// setupQueue creates and enables queue i of at most want descriptors.
+func (d *Device) setupQueue(i, want int) (*queue, error) {
+	max, err := d.t.MaxQueueSize(i)
+	if err != nil {
+		return nil, fmt.Errorf("queue %d size: %w", i, err)
+	}
+	size := min(want, max, 32768)
+	if size < 2 {
+		return nil, fmt.Errorf("queue %d: maximum size %d: %w", i, max, syscall.EINVAL)
+	}
+	size = 1 << (bits.Len(uint(size)) - 1) // split rings are powers of two
+	vq, err := virtio.NewQueue(d.t.Memory(), i, size, d.features)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.t.EnableQueue(i, vq.Addrs()); err != nil {
+		vq.Close()
+		return nil, fmt.Errorf("enabling queue %d: %w", i, err)
+	}
+	return &queue{d: d, index: i, vq: vq, pending: make(map[*request]struct{})}, nil
+}
+
+// Tag is the device's tag, the name the host gave the share.
+func (d *Device) Tag() string { return d.tag }
+
+// Features are the negotiated feature bits.
+func (d *Device) Features() uint64 { return d.features }
+
+// Limits implements fuse.Sender.Limits; see the package comment for how
+// MaxPages is derived.
+func (d *Device) Limits() fuse.Limits { return d.limits }
+
+// Window implements fuse.Sender.Window: shared memory region 0 of the
+// transport, or nil.
+func (d *Device) Window() []byte { return d.window }
+
+// Done is closed once the device is gone (its transport's Done closed) or
+// Close was called.
+func (d *Device) Done() <-chan struct{} { return d.dead }
+
+// supervise waits for the transport to lose its device or for Close, then
+// tears the queues down: stop the completion goroutines, reset the device,
+// fail every waiter with ENOTCONN, wake goroutines waiting for room in a
+// full queue, and let go of the device's hold on request buffers.
+func (d *Device) supervise() {
+	defer close(d.stopped)
+	select {
+	case <-d.t.Done():
+		d.log.Error("virtio-fs device gone", "tag", d.tag)
+	case <-d.closing:
+	}
+	d.deadOnce.Do(func() { close(d.dead) })
+	d.wg.Wait()
+	// Reset so that the device no longer uses the rings and buffers
+	// (section 2.4). A device that is gone refuses; it uses nothing.
+	d.t.SetStatus(0)
+	for _, q := range append([]*queue{d.hiprio}, d.reqs...) {
+		q.vq.Close()
+		q.failAll(syscall.ENOTCONN, true)
+	}
+}
+
+// Close stops the device: it fails in-flight and later calls with ENOTCONN,
+// stops the completion goroutines, resets the device, returns the DMA
+// memory and closes the transport. It waits for calls in progress to
+// return.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() { close(d.closing) })
+	<-d.stopped
+	d.callMu.Lock() // every call has returned; none can start
+	defer d.callMu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.pool.close()
+	return d.t.Close()
+}
+
+// enter starts a call; it fails with ENOTCONN once the device is dead.
+func (d *Device) enter() error {
+	d.callMu.RLock()
+	select {
+	case <-d.dead:
+		d.callMu.RUnlock()
+		return syscall.ENOTCONN
+	default:
+		return nil
+	}
+}
+
+func (d *Device) exit() { d.callMu.RUnlock() }
+
+// mapErr turns an error from the queue or pool into what callers see.
+func mapErr(err error) error {
+	if errors.Is(err, virtio.ErrDeviceGone) {
+		return syscall.ENOTCONN
+	}
+	return err
+}

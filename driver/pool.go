@@ -1,0 +1,163 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"syscall"
+
+	"github.com/govirtiofs/govirtiofs/virtio"
+)
+
+const (
+	pageSize = 4096
+	// minClassShift is the smallest pooled buffer, one page.
+	minClassShift = 12
+	// bufAlign is the device alignment of request buffers: a cache line.
+	bufAlign = 64
+	// poolClassBytes bounds the bytes each size class keeps cached.
+	poolClassBytes = 1 << 20
+)
+
+// pool hands out DMA buffers for requests in power-of-two size classes from
+// one page up, keeping freed buffers for reuse, so that a steady stream of
+// requests does not go to the Memory's allocator. When the Memory is
+// exhausted, get gives the cache back to it and then waits for a buffer to
+// be released, as a full queue waits.
+type pool struct {
+	mem virtio.Memory // immutable
+	max int           // immutable: the largest buffer get hands out
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	free     [][]virtio.Buffer // cached buffers by class
+	released chan struct{}     // closed (and replaced) when a buffer is put back
+	live     int               // buffers handed out and not put back
+	waiters  int               // goroutines waiting on released
+	closed   bool
+}
+
+func newPool(mem virtio.Memory, max int) *pool {
+	return &pool{
+		mem:      mem,
+		max:      max,
+		free:     make([][]virtio.Buffer, bits.Len(uint(max))+1),
+		released: make(chan struct{}),
+	}
+}
+
+// class returns the size class of an n-byte buffer and its size.
+func class(n int) (int, int) {
+	c := max(bits.Len(uint(n-1)), minClassShift)
+	return c, 1 << c
+}
+
+// get returns a buffer of at least n bytes (n <= p.max), whose first n
+// bytes are the request's. Its contents are not zeroed. It waits while the
+// Memory is exhausted and other buffers are live.
+//
+// Errors: ctx.Err(); an error wrapping ENOMEM if the Memory cannot satisfy
+// the allocation even with nothing else live; ENOTCONN after close.
+func (p *pool) get(ctx context.Context, n int, dead <-chan struct{}) (virtio.Buffer, error) {
+	c, size := class(n)
+	if size > p.max {
+		size = n // beyond the largest class: exact, not cached
+	}
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return virtio.Buffer{}, syscall.ENOTCONN
+		}
+		if c < len(p.free) && len(p.free[c]) > 0 && size == 1<<c {
+			l := p.free[c]
+			b := l[len(l)-1]
+			p.free[c] = l[:len(l)-1]
+			p.live++
+			p.mu.Unlock()
+			return b, nil
+		}
+		p.live++
+		p.mu.Unlock()
+		b, err := p.mem.Alloc(size, bufAlign)
+		if err == nil {
+			return b, nil
+		}
+		p.mu.Lock()
+		p.live--
+		if !errors.Is(err, syscall.ENOMEM) {
+			p.mu.Unlock()
+			return virtio.Buffer{}, fmt.Errorf("driver: allocating a %d-byte request buffer: %w", size, err)
+		}
+		// Give the cache back so that a larger run can form, and retry;
+		// if nothing is cached or live, waiting will not help.
+		cached := p.drainLocked()
+		if !cached && p.live == 0 {
+			p.mu.Unlock()
+			return virtio.Buffer{}, fmt.Errorf("driver: allocating a %d-byte request buffer: %w", size, err)
+		}
+		if cached {
+			p.mu.Unlock()
+			continue
+		}
+		ch := p.released
+		p.waiters++
+		p.mu.Unlock()
+		var werr error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			werr = ctx.Err()
+		case <-dead:
+			werr = syscall.ENOTCONN
+		}
+		p.mu.Lock()
+		p.waiters--
+		p.mu.Unlock()
+		if werr != nil {
+			return virtio.Buffer{}, werr
+		}
+	}
+}
+
+// put gives back a buffer from get.
+func (p *pool) put(b virtio.Buffer) {
+	c, size := class(len(b.Bytes))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.live--
+	if !p.closed && size == len(b.Bytes) && c < len(p.free) && len(p.free[c])*size < max(poolClassBytes, 4*size) {
+		p.free[c] = append(p.free[c], b)
+	} else {
+		p.mem.Free(b)
+	}
+	if p.waiters > 0 {
+		close(p.released)
+		p.released = make(chan struct{})
+	}
+}
+
+// drainLocked frees every cached buffer and reports whether there was any.
+//
+// Preconditions: p.mu is held.
+func (p *pool) drainLocked() bool {
+	any := false
+	for c, l := range p.free {
+		for _, b := range l {
+			p.mem.Free(b)
+			any = true
+		}
+		p.free[c] = nil
+	}
+	return any
+}
+
+// close frees the cache; buffers put back later are freed at once.
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	p.drainLocked()
+}
