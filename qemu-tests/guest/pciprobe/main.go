@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -304,5 +305,66 @@ func fuseInitRoundTrip(t *pci.Transport, mem virtio.Memory, q *virtio.Queue) err
 		return fmt.Errorf("max_write %d < %d", r.maxWrite, minSaneMaxWrite)
 	}
 	fmt.Printf("FUSE_INIT OK: major %d minor %d max_write %d\n", r.major, r.minor, r.maxWrite)
+	return getattrLatency(t, mem, q)
+}
+
+// getattrLatency times polled FUSE_GETATTR round trips on the root nodeid,
+// the smallest request that reaches the host file system.
+func getattrLatency(t *pci.Transport, mem virtio.Memory, q *virtio.Queue) error {
+	const (
+		fuseGetattr    = 3
+		getattrInLen   = 16  // getattr_flags, dummy, fh
+		attrOutLen     = 104 // attr_valid, attr_valid_nsec, dummy, fuse_attr
+		rootNodeID     = 1
+		rounds         = 200
+		sIFMT, sIFDIR  = 0o170000, 0o040000
+		attrModeOffset = fuseOutHeaderLen + 16 + 8*6 + 4*3 // fuse_attr.mode after ino, size, blocks, [amc]time, [amc]timensec
+	)
+	req, err := mem.Alloc(fuseInHeaderLen+getattrInLen, 8)
+	if err != nil {
+		return err
+	}
+	defer mem.Free(req)
+	resp, err := mem.Alloc(fuseOutHeaderLen+attrOutLen, 8)
+	if err != nil {
+		return err
+	}
+	defer mem.Free(resp)
+	le := binary.LittleEndian
+	lat := make([]time.Duration, 0, rounds)
+	for i := range rounds {
+		clear(req.Bytes)
+		le.PutUint32(req.Bytes[0:], fuseInHeaderLen+getattrInLen)
+		le.PutUint32(req.Bytes[4:], fuseGetattr)
+		le.PutUint64(req.Bytes[8:], uint64(initUnique+1+i))
+		le.PutUint64(req.Bytes[16:], rootNodeID)
+		start := time.Now()
+		notify, err := q.Add(context.Background(), []virtio.Buffer{req}, []virtio.Buffer{resp}, i)
+		if err != nil {
+			return err
+		}
+		if notify {
+			if err := t.Notify(queueRequest); err != nil {
+				return err
+			}
+		}
+		if !virtio.Poll(t.Done(), nil, q.HasUsed) {
+			return errors.New("device gone during GETATTR")
+		}
+		lat = append(lat, time.Since(start))
+		u, ok, err := q.Pop()
+		if err != nil || !ok || u.Cookie != i {
+			return fmt.Errorf("GETATTR %d: used %+v ok=%v: %v", i, u, ok, err)
+		}
+		if u.Len != fuseOutHeaderLen+attrOutLen || int32(le.Uint32(resp.Bytes[4:])) != 0 || le.Uint64(resp.Bytes[8:]) != uint64(initUnique+1+i) {
+			return fmt.Errorf("GETATTR %d: reply % x", i, resp.Bytes[:u.Len])
+		}
+		if mode := le.Uint32(resp.Bytes[attrModeOffset:]); mode&sIFMT != sIFDIR {
+			return fmt.Errorf("GETATTR of the root: mode %#o is not a directory", mode)
+		}
+	}
+	slices.Sort(lat)
+	fmt.Printf("GETATTR OK: %d polled round trips, p50 %v p90 %v p99 %v max %v\n", rounds,
+		lat[rounds/2], lat[rounds*9/10], lat[rounds*99/100], lat[rounds-1])
 	return nil
 }
