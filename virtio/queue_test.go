@@ -347,7 +347,7 @@ func TestNeedEvent(t *testing.T) {
 
 func TestPoll(t *testing.T) {
 	n := 0
-	if !virtio.Poll(nil, &virtio.Backoff{Spins: 2, Yields: 2, MaxSleep: time.Microsecond}, func() bool { n++; return n == 10 }) {
+	if !virtio.Poll(nil, &virtio.Backoff{SpinFor: time.Microsecond, YieldFor: 2 * time.Microsecond, MaxSleep: time.Microsecond}, func() bool { n++; return n == 10 }) {
 		t.Fatal("Poll = false, want true once ready")
 	}
 	done := make(chan struct{})

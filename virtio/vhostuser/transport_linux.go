@@ -193,6 +193,9 @@ func dialUnix(ctx context.Context, socketPath string) (net.Conn, error) {
 		if err == nil {
 			return c, nil
 		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("vhostuser: %w (%w)", err, ctx.Err())
+		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("vhostuser: %w", err)
 		}
