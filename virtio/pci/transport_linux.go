@@ -490,7 +490,9 @@ func (t *Transport) Memory() virtio.Memory { return t.mem }
 
 // SharedMemory implements virtio.Transport.SharedMemory: it maps the
 // shared-memory region with the given id (a page-aligned region of its
-// BAR) on first use. addr is the region's guest-physical address.
+// BAR) on first use. addr is the region's guest-physical address. ok is
+// false also when the region cannot be mapped (an offset that is not
+// page-aligned, a failed mmap) or after Close. The mapping lives until Close.
 func (t *Transport) SharedMemory(id uint8) (region []byte, addr uint64, ok bool) {
 	r, ok := t.caps.SharedMemoryRegion(id)
 	if !ok {

@@ -49,7 +49,7 @@ const (
 )
 
 func main() {
-	tag := flag.String("tag", "", "expected virtio-fs tag (empty: any)")
+	tag := flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "expected virtio-fs tag (empty: any; default $GOVIRTIOFS_TAG)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix(logPrefix)
