@@ -62,6 +62,15 @@ func start(t testing.TB) *session {
 	}
 	t.Cleanup(func() { tr.Close() })
 	s := &session{d: d, tr: tr}
+	s.bringUp(t)
+	return s
+}
+
+// bringUp runs the virtio initialisation (virtio spec 1.2 section 3.1.1)
+// and sets up the hiprio and first request queue.
+func (s *session) bringUp(t testing.TB) {
+	t.Helper()
+	tr := s.tr
 	feat, err := tr.DeviceFeatures()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +103,6 @@ func start(t testing.TB) *session {
 	if err := tr.SetStatus(virtio.StatusAcknowledge | virtio.StatusDriver | virtio.StatusFeaturesOK | virtio.StatusDriverOK); err != nil {
 		t.Fatalf("DRIVER_OK: %v", err)
 	}
-	return s
 }
 
 // roundTrip sends one FUSE request on the request queue and polls for the
@@ -281,4 +289,32 @@ func TestDialRetriesRefused(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial = %v, want it retried until DeadlineExceeded", err)
 	}
+}
+
+// TestReset stops the running rings with status 0 (GET_VRING_BASE), and
+// the back end stays connected.
+func TestReset(t *testing.T) {
+	s := start(t)
+	s.init(t)
+	if err := s.tr.SetStatus(0); err != nil {
+		t.Fatalf("SetStatus(0): %v", err)
+	}
+	if st, err := s.tr.Status(); err != nil || st != 0 {
+		t.Errorf("Status after reset = %#x, %v; want 0", st, err)
+	}
+	if err := s.tr.Notify(1); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Notify after reset = %v, want EINVAL (queue not set up)", err)
+	}
+	select {
+	case <-s.tr.Done():
+		t.Fatal("Done closed by a reset")
+	default:
+	}
+	t.Logf("virtiofsd: %d queues, protocol features %#x", s.tr.NumQueues(), s.tr.ProtocolFeatures())
+
+	// Initialise again on fresh rings: the back end serves them.
+	s.hiprio.Close()
+	s.req.Close()
+	s.bringUp(t)
+	s.init(t)
 }
