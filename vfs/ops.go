@@ -192,7 +192,7 @@ func (v *VirtualFilesystem) openDentry(ctx context.Context, creds *Credentials, 
 		switch {
 		case (mustDir || flags&unix.O_DIRECTORY != 0) && !isDir:
 			return syscall.ENOTDIR
-		case isDir && (flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0):
+		case isDir && (flags&(unix.O_CREAT|unix.O_TRUNC) != 0 || flags&unix.O_ACCMODE != unix.O_RDONLY):
 			return syscall.EISDIR
 		case d.isSymlink():
 			return syscall.ELOOP
