@@ -17,7 +17,7 @@ var creds = &vfs.Credentials{UID: 1000, GID: 1000}
 // fakeClock is a clock that moves only when told.
 type fakeClock struct{ ns atomic.Int64 }
 
-func (c *fakeClock) now() time.Time           { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // env is one VirtualFilesystem over one vfstest.FS.
