@@ -1,0 +1,43 @@
+// Package fuse is the FUSE protocol layer of govirtiofs: the wire codec
+// (wire.go, after include/uapi/linux/fuse.h 7.36), the protocol
+// connection (conn.go) and one typed call per opcode (ops.go). The client
+// filesystem (inodes, caches, readdirplus, forget batching) is built on
+// these in the same package.
+//
+// # Who calls it
+//
+// vfs/ and the client filesystem call the typed methods of *Conn
+// (Lookup, Getattr, Read, Write, ...); dax/ calls Setupmapping and
+// Removemapping. Below, a Conn sends through a Sender: driver.Device over
+// virtio-fs queues, or fusetest.Server in unit tests. This package never
+// imports virtio/; transport limits reach it as data (Limits.MaxPages).
+//
+// # The Sender contract
+//
+// Sender.RoundTrip carries one request (the fuse_in_header, already
+// filled, then the arguments, possibly as several buffers so that WRITE
+// data and READ buffers are not copied) and waits for its reply, written
+// into the caller's out buffers; SendHiprio carries FORGET, BATCH_FORGET
+// and INTERRUPT, which have no reply. The Sender does not interpret the
+// bytes: the Conn assigns unique IDs (steps of 2, never 0, as Linux
+// fuse_get_unique) and credentials, and validates every reply as
+// untrusted input (Linux "fuse: verify attributes" and the argument size
+// checks of fuse_simple_request): header length and unique ID, errno
+// range, payload size per opcode, file types, sizes, nodeids, dirent
+// names and record lengths, lock ranges, and READ/WRITE counts. Each
+// violation is syscall.EIO with one log line naming the opcode and unique
+// ID; the server's own errors come back as syscall.Errno, converted in one
+// place (replyErrno).
+//
+// # Lock order
+//
+//	Conn.initMu (Init only; held across the INIT round trip, before any
+//	other request can be sent)
+//
+// Apart from initMu the Conn has no lock: the unique counter, the
+// negotiated Params and the destroyed flag are atomics, so any number of
+// goroutines may issue requests at once. No lock of this package is held
+// across a RoundTrip other than during Init, and callers must not hold
+// locks that a reply path could need: above the FUSE connection none may
+// be held across a blocking request.
+package fuse
