@@ -129,12 +129,13 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 }
 
 // submit publishes r's chain on its queue and notifies the device if it
-// asks for it. The device's hold on r starts here.
+// asks for it. The device's hold on r starts here. On failure both holds
+// are let go: r is gone.
 func (d *Device) submit(ctx context.Context, r *request) error {
 	q := r.q
 	if err := q.add(r); err != nil {
-		r.release()
-		r.release()
+		r.release() // the device's hold, never taken
+		r.release() // the caller's
 		return err
 	}
 	var writable []virtio.Buffer
@@ -144,6 +145,7 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 	notify, err := q.vq.Add(ctx, []virtio.Buffer{r.in}, writable, r)
 	if err != nil {
 		q.abort(r)
+		r.release()
 		return mapErr(err)
 	}
 	if notify {
