@@ -80,6 +80,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("cmdline: %w", err)
 	}
+	report("cmdline", "%s", bytes.TrimSpace(cmdline))
 	report("iomem_windows", "%d", len(fromIomem))
 	report("cmdline_windows", "%d", len(fromCmdline))
 	devs, err := mmio.Find()
@@ -245,7 +246,11 @@ func run() error {
 	}
 
 	// GETATTR of the root (nodeid 1), timed.
+	if cs, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource"); err == nil {
+		report("clocksource", "%s", bytes.TrimSpace(cs))
+	}
 	var times []time.Duration
+	loop := time.Now()
 	for i := range *rounds {
 		unique := uint64(2 + i)
 		n := putHeader(in.Bytes, fuseInHeaderLen+16, opGetattr, unique, 1)
@@ -265,7 +270,7 @@ func run() error {
 	}
 	if len(times) > 0 {
 		slices.Sort(times)
-		report("getattr", "rounds=%d p50=%v p90=%v max=%v", len(times), times[len(times)/2], times[len(times)*9/10], times[len(times)-1])
+		report("getattr", "rounds=%d mean=%v p50=%v p90=%v max=%v", len(times), time.Since(loop)/time.Duration(len(times)), times[len(times)/2], times[len(times)*9/10], times[len(times)-1])
 	}
 
 	after, err := tr.Snapshot()
