@@ -26,7 +26,7 @@ import (
 )
 
 var (
-	wantTag  = flag.String("tag", "", "the virtio-fs tag the device must report (empty: any)")
+	wantTag  = flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "the virtio-fs tag the device must report (empty: any); default $GOVIRTIOFS_TAG")
 	poweroff = flag.Bool("poweroff", false, "power the machine off when done")
 	rounds   = flag.Int("getattr", 200, "GETATTR round trips to time")
 )
