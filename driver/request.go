@@ -172,6 +172,9 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	defer d.exit()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	outLen := totalLen(out)
 	if outLen < fuseOutHeaderLen {
 		return 0, syscall.EINVAL

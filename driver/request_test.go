@@ -108,6 +108,11 @@ func TestRoundTripBadArguments(t *testing.T) {
 			}
 		})
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.RoundTrip(ctx, [][]byte{inHeader(opGetattr, 1, 1, nil)}, [][]byte{make([]byte, 64)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("RoundTrip with a cancelled context: %v, want context.Canceled", err)
+	}
 	if err := d.SendHiprio(context.Background(), [][]byte{make([]byte, 8)}); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("SendHiprio of a short request: %v, want EINVAL", err)
 	}
