@@ -31,6 +31,10 @@ type Dentry struct {
 	hashed   bool  // present in parent.children
 	dead     bool  // unhashed: invalidated, unlinked or unmounted
 	gone     bool  // destroyed: counted out and inode released
+	// removals counts names removed from this directory (unlink, rmdir,
+	// rename, invalidation of a child), so that a READDIRPLUS listing
+	// that raced with one does not re-cache a stale name.
+	removals uint64
 	mounted  *Mount
 	// LRU links, valid while onLRU.
 	lruPrev, lruNext *Dentry
@@ -136,7 +140,15 @@ func (v *VirtualFilesystem) unhashLocked(d *Dentry) {
 			delete(d.parent.children, d.name)
 		}
 		d.hashed = false
+		d.parent.removals++
 	}
+}
+
+// removals returns dir's removal count.
+func (v *VirtualFilesystem) removals(dir *Dentry) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return dir.removals
 }
 
 // invalidateLocked unhashes d and everything below it (Linux
@@ -293,10 +305,12 @@ func (v *VirtualFilesystem) insertLocked(parent *Dentry, name string, e *Entry, 
 
 // cacheDirent caches (or releases) the entry a READDIRPLUS dirent carried
 // (Linux fuse_direntplus_link).
-func (v *VirtualFilesystem) cacheDirent(dir *Dentry, de *Dirent) {
+//
+// gen is dir.removals when the listing started.
+func (v *VirtualFilesystem) cacheDirent(dir *Dentry, de *Dirent, gen uint64) {
 	now := v.now()
 	v.mu.Lock()
-	if de.Name == "." || de.Name == ".." || de.Name == "" || len(de.Name) > maxNameLen || hasSlash(de.Name) || dir.dead || v.closed {
+	if isDots(de.Name) || len(de.Name) > maxNameLen || hasSlash(de.Name) || dir.dead || v.closed || dir.removals != gen {
 		v.pending = append(v.pending, de.Entry.Inode)
 	} else if c := v.insertLocked(dir, de.Name, &de.Entry, now); c != nil {
 		v.decRefLocked(c)

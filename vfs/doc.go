@@ -32,12 +32,10 @@
 //
 // Lock order:
 //
-//	VirtualFilesystem.renameMu
-//	  Dentry.dirMu (of the parent directory; two of them only under renameMu)
-//	    VirtualFilesystem.mu
-//	FileDescription.posMu
-//	  Dentry.dirMu (shared, of the directory being listed)
-//	    VirtualFilesystem.mu
+//	FileDescription.posMu (a ReadDir emit callback may call into vfs)
+//	  VirtualFilesystem.renameMu
+//	    Dentry.dirMu (of a parent directory; two of them only under renameMu)
+//	      VirtualFilesystem.mu
 //
 // VirtualFilesystem.mu is never held across a call into the filesystem.
 // renameMu, dirMu and FileDescription.posMu are held across blocking

@@ -307,6 +307,7 @@ func (fd *FileDescription) Seek(ctx context.Context, offset int64, whence int) (
 // entry emit accepts moves the offset past it; the one it refuses is
 // returned again by the next ReadDir. Entries include "." and ".." when
 // the filesystem lists them. READDIRPLUS entries fill the dentry cache.
+// emit may call any vfs method except those of fd itself.
 //
 // Errors: EBADF, ENOTDIR, and the implementation's errors.
 func (fd *FileDescription) ReadDir(ctx context.Context, emit func(Dirent) bool) error {
@@ -319,15 +320,15 @@ func (fd *FileDescription) ReadDir(ctx context.Context, emit func(Dirent) bool) 
 	}
 	fd.posMu.Lock()
 	defer fd.posMu.Unlock()
-	// Like Linux iterate_shared, list under the directory lock held
-	// shared, so that READDIRPLUS entries cannot re-cache a name that a
-	// concurrent unlink is removing.
-	fd.d.dirMu.RLock()
-	defer fd.d.dirMu.RUnlock()
+	// Linux lists under the directory lock held shared (iterate_shared).
+	// Here emit may walk into the directory, so instead a READDIRPLUS
+	// entry is only cached if no name was removed from the directory
+	// since the listing started (see Dentry.removals).
+	gen := fd.d.vfs.removals(fd.d)
 	stopped := false
 	return fd.impl.ReadDir(ctx, fd.off, func(de Dirent) bool {
 		if de.Entry.Inode != nil {
-			fd.d.vfs.cacheDirent(fd.d, &de)
+			fd.d.vfs.cacheDirent(fd.d, &de, gen)
 			de.Entry = Entry{}
 		}
 		if stopped || !emit(de) {

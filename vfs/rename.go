@@ -177,6 +177,7 @@ func (v *VirtualFilesystem) moveLocked(d, dir *Dentry, name string, keep *Dentry
 	if old.children[d.name] == d {
 		delete(old.children, d.name)
 	}
+	old.removals++
 	d.parent, d.name = dir, name
 	if dir.children == nil {
 		dir.children = make(map[string]*Dentry)
