@@ -141,7 +141,10 @@ func isVirtioMMIOName(name string) bool {
 // drivers/virtio/virtio_mmio.c vm_cmdline_set). SIZE takes the kernel's
 // memparse form (decimal, 0x hex or 0 octal, with an optional K/M/G
 // suffix); BASE and IRQ are integers in C notation. The kernel treats '-'
-// and '_' in parameter names alike, and so does this.
+// and '_' in parameter names alike, and so does this. Arguments after "--"
+// count too: QEMU microvm appends its virtio_mmio.device= arguments to the
+// end of the command line, after any "--" the user gave, where the kernel
+// no longer sees them but the window is still there.
 //
 // Errors: a virtio_mmio.device argument that does not parse, or whose window
 // is empty, larger than 1 MiB or wraps around the address space.

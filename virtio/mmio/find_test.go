@@ -86,6 +86,8 @@ func TestParseCmdline(t *testing.T) {
 				dev("virtio_mmio.device=512@0xfeb00c00:11", 0xfeb00c00, 512, 11),
 			},
 		},
+		{name: "after the init arguments", in: "console=ttyS0 -- -tag=myfs virtio_mmio.device=512@0xfeb00e00:12",
+			want: []Device{dev("virtio_mmio.device=512@0xfeb00e00:12", 0xfeb00e00, 512, 12)}},
 		{name: "hex size", in: "virtio_mmio.device=0x200@0xfeb00000:5", want: []Device{dev("virtio_mmio.device=0x200@0xfeb00000:5", 0xfeb00000, 512, 5)}},
 		{name: "K suffix", in: "virtio_mmio.device=4K@0x1e000:74", want: []Device{dev("virtio_mmio.device=4K@0x1e000:74", 0x1e000, 4096, 74)}},
 		{name: "lower k and id", in: "virtio_mmio.device=1k@0x1001e000:74:3", want: []Device{dev("virtio_mmio.device=1k@0x1001e000:74:3", 0x1001e000, 1024, 74)}},
