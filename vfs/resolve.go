@@ -20,6 +20,20 @@ type walker struct {
 	ctx   context.Context
 	creds *Credentials
 	links int
+	// start is the walk's clock reading, taken at first use: entries
+	// are judged valid as of the start of the operation.
+	start int64
+}
+
+// now returns the walk's clock reading.
+func (w *walker) now() int64 {
+	if w.start == 0 {
+		w.start = w.v.now()
+		if w.start == 0 {
+			w.start = 1
+		}
+	}
+	return w.start
 }
 
 // lookupChild returns the positive dentry at name in dir with a reference
@@ -33,7 +47,7 @@ type walker struct {
 // a valid component. If dirLocked, the caller holds dir.dirMu exclusively.
 func (w *walker) lookupChild(dir *Dentry, name string, cross, dirLocked bool) (*Dentry, error) {
 	v := w.v
-	now := v.now()
+	now := w.now()
 	v.mu.Lock()
 	c := dir.children[name]
 	if c != nil && now < c.deadline {
