@@ -44,6 +44,10 @@ type ConnOptions struct {
 	// fuse_setxattr_in). Without it, or if the server declines, SETXATTR
 	// uses the 8-byte compatible form.
 	SetxattrExt bool
+	// SendInterrupts lets Interrupt send FUSE_INTERRUPT. Off by default:
+	// Linux virtio_fs never sends it, and QEMU 7.2's virtiofsd drops the
+	// connection on the request after one (measured here).
+	SendInterrupts bool
 }
 
 // Params are the connection parameters negotiated by FUSE_INIT.

@@ -484,6 +484,11 @@ func (c *Conn) Access(ctx context.Context, nodeid uint64, mask uint32) error {
 
 // Create atomically creates and opens regular file name in parent
 // (FUSE_CREATE); flags are the open(2) flags, mode the permissions.
+//
+// Preconditions: as Linux fuse_atomic_open, send CREATE only for a name a
+// LOOKUP found missing, or with O_EXCL; for an existing name use LOOKUP
+// and OPEN. QEMU 7.2's virtiofsd aborts (glibc "O_CREAT without mode")
+// on a CREATE without O_EXCL of an existing file.
 func (c *Conn) Create(ctx context.Context, parent uint64, name string, flags, mode, umask uint32) (Entry, OpenOut, error) {
 	if err := checkName(name); err != nil {
 		return Entry{}, OpenOut{}, err
@@ -506,7 +511,16 @@ func (c *Conn) Create(ctx context.Context, parent uint64, name string, flags, mo
 // Interrupt asks the server to interrupt the request with ID unique
 // (FUSE_INTERRUPT, on the hiprio queue, no reply). Its own ID is unique
 // with the low bit set, as Linux sends it.
+//
+// Errors: ENOSYS, without sending anything, unless
+// ConnOptions.SendInterrupts is set (see there why).
 func (c *Conn) Interrupt(ctx context.Context, unique uint64) error {
+	if !c.opts.SendInterrupts {
+		if err := c.ready(OpInterrupt); err != nil {
+			return err
+		}
+		return syscall.ENOSYS
+	}
 	r := c.newRequest(OpInterrupt, 0, interruptInSize, 0)
 	(&interruptIn{Unique: unique}).encode(r.args())
 	return c.sendHiprio(ctx, r, unique|1)

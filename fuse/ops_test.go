@@ -360,7 +360,7 @@ func TestOps(t *testing.T) {
 
 func TestHiprio(t *testing.T) {
 	srv := fusetest.New(fusetest.Options{})
-	c, _ := newConn(t, srv, fuse.ConnOptions{})
+	c, _ := newConn(t, srv, fuse.ConnOptions{SendInterrupts: true})
 	ctx := context.Background()
 	if err := c.Forget(ctx, 5, 3); err != nil {
 		t.Fatal(err)
@@ -400,6 +400,17 @@ func TestHiprio(t *testing.T) {
 	}
 	if h[3].Opcode != fuse.OpInterrupt || h[3].Unique != 43 || h[3].U64(0) != 42 {
 		t.Errorf("INTERRUPT: unique %d arg %d; want 43, 42", h[3].Unique, h[3].U64(0))
+	}
+}
+
+func TestInterruptOff(t *testing.T) {
+	srv := fusetest.New(fusetest.Options{})
+	c, _ := newConn(t, srv, fuse.ConnOptions{})
+	if err := c.Interrupt(context.Background(), 42); err != syscall.ENOSYS {
+		t.Errorf("Interrupt without SendInterrupts = %v, want ENOSYS", err)
+	}
+	if n := len(srv.Hiprio()); n != 0 {
+		t.Errorf("%d hiprio requests sent, want none", n)
 	}
 }
 
