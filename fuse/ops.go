@@ -565,9 +565,7 @@ func (c *Conn) Syncfs(ctx context.Context, nodeid uint64) error {
 func (c *Conn) Destroy(ctx context.Context) error {
 	r := c.newRequest(OpDestroy, 0, 0, 0)
 	err := c.callEmpty(ctx, r)
-	if err == nil || err != syscall.ENOTCONN {
-		c.dead.Store(true)
-	}
+	c.dead.Store(true) // even on error: the session is being torn down
 	return err
 }
 
