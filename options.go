@@ -1,0 +1,194 @@
+package govirtiofs
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// CacheMode selects how long the client trusts what it has cached about
+// names, attributes and file data, as virtiofsd's and the Linux guest's
+// -o cache= option does. The host's virtiofsd has its own cache option; the
+// two are usually set alike.
+type CacheMode int
+
+const (
+	// CacheAuto trusts names and attributes for one second and keeps file
+	// data cached while the file's size and modification time are
+	// unchanged (the default).
+	CacheAuto CacheMode = iota
+	// CacheNone revalidates every name and attribute on every use and
+	// reads and writes file data straight through: for shares the host
+	// changes under the guest.
+	CacheNone
+	// CacheAlways trusts names, attributes and data for a long time: for
+	// shares only this client changes.
+	CacheAlways
+)
+
+var cacheModeNames = [...]string{CacheAuto: "auto", CacheNone: "none", CacheAlways: "always"}
+
+// String returns the mode's name: "auto", "none" or "always".
+func (m CacheMode) String() string {
+	if m >= 0 && int(m) < len(cacheModeNames) {
+		return cacheModeNames[m]
+	}
+	return fmt.Sprintf("CacheMode(%d)", int(m))
+}
+
+// ParseCacheMode parses a cache mode name as String returns it.
+//
+// Errors: an error naming s for anything else.
+func ParseCacheMode(s string) (CacheMode, error) {
+	for m, name := range cacheModeNames {
+		if s == name {
+			return CacheMode(m), nil
+		}
+	}
+	return 0, fmt.Errorf("govirtiofs: unknown cache mode %q (want auto, none or always)", s)
+}
+
+// Set implements flag.Value.
+func (m *CacheMode) Set(s string) error {
+	v, err := ParseCacheMode(s)
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m CacheMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *CacheMode) UnmarshalText(b []byte) error { return m.Set(string(b)) }
+
+// DAXMode selects when file data is mapped through the device's DAX window
+// instead of being copied through FUSE READ and WRITE (Linux -o dax=).
+type DAXMode int
+
+const (
+	// DAXNever never uses the DAX window (the default).
+	DAXNever DAXMode = iota
+	// DAXAlways maps every regular file through the window.
+	DAXAlways
+	// DAXInode maps the files the server marks with FUSE_ATTR_DAX.
+	DAXInode
+)
+
+var daxModeNames = [...]string{DAXNever: "never", DAXAlways: "always", DAXInode: "inode"}
+
+// String returns the mode's name: "never", "always" or "inode".
+func (m DAXMode) String() string {
+	if m >= 0 && int(m) < len(daxModeNames) {
+		return daxModeNames[m]
+	}
+	return fmt.Sprintf("DAXMode(%d)", int(m))
+}
+
+// ParseDAXMode parses a DAX mode name as String returns it.
+//
+// Errors: an error naming s for anything else.
+func ParseDAXMode(s string) (DAXMode, error) {
+	for m, name := range daxModeNames {
+		if s == name {
+			return DAXMode(m), nil
+		}
+	}
+	return 0, fmt.Errorf("govirtiofs: unknown DAX mode %q (want never, always or inode)", s)
+}
+
+// Set implements flag.Value.
+func (m *DAXMode) Set(s string) error {
+	v, err := ParseDAXMode(s)
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m DAXMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *DAXMode) UnmarshalText(b []byte) error { return m.Set(string(b)) }
+
+// DefaultDentryCacheSize is the number of unused names (negative ones
+// included) kept cached when Options.DentryCacheSize is 0.
+const DefaultDentryCacheSize = 10000
+
+// Options configure Dial and Open. The zero value takes the defaults noted.
+type Options struct {
+	// Cache is the client's cache mode; the zero value is CacheAuto.
+	Cache CacheMode
+	// Writeback asks the server for FUSE_WRITEBACK_CACHE: writes are
+	// gathered in the client's page cache and sent later (at Sync, Close
+	// of the file, or when the cache fills).
+	Writeback bool
+	// DAX selects the use of the device's DAX window. Anything but
+	// DAXNever fails with an error when the device has no window.
+	DAX DAXMode
+	// DentryCacheSize bounds the unused names kept cached (each holds a
+	// reference on a server inode until it is forgotten); 0 means
+	// DefaultDentryCacheSize, negative means none.
+	DentryCacheSize int
+	// UID and GID are the credentials every request carries in its FUSE
+	// header; the server creates files with them and checks permissions
+	// against them. The zero value is root.
+	UID, GID uint32
+	// Umask is applied to the permission bits of files and directories
+	// created through the FS, as the Linux kernel applies the caller's
+	// umask before a FUSE CREATE, MKNOD or MKDIR. nil means this process's
+	// umask (read once, at Dial or Open).
+	Umask *uint32
+	// Logger receives the lower layers' diagnostics (misbehaving device
+	// or server); nil discards them.
+	Logger *slog.Logger
+
+	// RequestQueues is how many virtio request queues to use, at most what
+	// the device offers; 0 means 1.
+	RequestQueues int
+	// QueueSize is each virtqueue's size, at most what the transport
+	// allows; 0 means the driver's default.
+	QueueSize int
+	// MemorySize is the size of the DMA memory the rings and request
+	// buffers come from: the shared memfd on the host (vhost-user), the
+	// hugepages in a guest (rounded up to 2 MiB); 0 means 64 MiB on the
+	// host and 16 MiB in a guest.
+	MemorySize int
+}
+
+// discardLogger is the Logger used when Options.Logger is nil.
+var discardLogger = slog.New(slog.DiscardHandler)
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return discardLogger
+	}
+	return o.Logger
+}
+
+func (o *Options) dentryCacheSize() int {
+	switch {
+	case o.DentryCacheSize == 0:
+		return DefaultDentryCacheSize
+	case o.DentryCacheSize < 0:
+		return -1
+	}
+	return o.DentryCacheSize
+}
+
+// check rejects options that no device can satisfy.
+func (o *Options) check() error {
+	if o.Cache < CacheAuto || o.Cache > CacheAlways {
+		return fmt.Errorf("govirtiofs: invalid cache mode %v", o.Cache)
+	}
+	if o.DAX < DAXNever || o.DAX > DAXInode {
+		return fmt.Errorf("govirtiofs: invalid DAX mode %v", o.DAX)
+	}
+	if o.RequestQueues < 0 || o.QueueSize < 0 || o.MemorySize < 0 {
+		return fmt.Errorf("govirtiofs: negative RequestQueues, QueueSize or MemorySize")
+	}
+	return nil
+}
