@@ -27,7 +27,7 @@ func newMemFS(t testing.TB) *FS {
 	umask := uint32(0o022)
 	f := newFS(v, "mem", &Options{Umask: &umask}, nil)
 	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
+		if err := f.Close(); err != nil && !errors.Is(err, fs.ErrClosed) {
 			t.Errorf("Close: %v", err)
 		}
 		if n := mem.Outstanding(); n != 0 {
