@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{2, 2}, 2},
+	}
+	for _, tc := range tests {
+		if got := Median(tc.in); got != tc.want {
+			t.Errorf("Median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if !math.IsNaN(Median(nil)) {
+		t.Errorf("Median(nil) is not NaN")
+	}
+	in := []float64{3, 1, 2}
+	Median(in)
+	if in[0] != 3 {
+		t.Errorf("Median sorted its argument")
+	}
+}
+
+// sample is a run's records: three rounds, with one failure that later rounds make up for and
+// one client that always fails.
+func sample() []Record {
+	var recs []Record
+	add := func(w, c, unit string, vals ...float64) {
+		for i, v := range vals {
+			recs = append(recs, Record{Workload: w, Client: c, Unit: unit, Value: v, Round: i + 1})
+		}
+	}
+	add("readdir", ClientHostOS, UnitEntries, 9000, 10000, 11000)
+	add("stat-cold", Client9PLoose, UnitOps, 600, 500, 700)
+	add("stat-cold", Client9PNone, UnitOps, 300, 330, 310)
+	add("stat-cold", ClientGovirtiofsAuto, UnitOps, 7000, 6000, 6500)
+	add("stat-cold", ClientGovirtiofsNone, UnitOps, 1000, 1300, 1200)
+	add("stat-cold", ClientKernelVirtiofs, UnitOps, 750, 800, 700)
+	add("stat-cold", ClientHostVhostuser, UnitOps, 20000, 21000, 19000)
+	add("seqread-cold", Client9PNone, UnitMBs, 300, 200, 250)
+	add("seqread-cold", ClientGovirtiofsAlways, UnitMBs, 400)
+	recs = append(recs, Record{Workload: "seqread-cold", Client: ClientGovirtiofsAlways, Unit: UnitMBs, Round: 2, Err: "boom"})
+	add("seqread-cold", ClientKernelVirtiofs, UnitMBs, 125)
+	recs = append(recs, Record{Workload: "seqread-cold", Client: Client9PMmap, Unit: UnitMBs, Round: 1, Err: "mount: no channel"})
+	return recs
+}
+
+func TestAggregate(t *testing.T) {
+	med := Aggregate(sample())
+	var got []string
+	for _, r := range med {
+		got = append(got, r.Workload+"/"+r.Client)
+	}
+	want := []string{
+		"stat-cold/govirtiofs-none", "stat-cold/govirtiofs-auto", "stat-cold/kernel-virtiofs",
+		"stat-cold/kernel-9p-none", "stat-cold/kernel-9p-loose", "stat-cold/host-vhostuser",
+		"seqread-cold/govirtiofs-always", "seqread-cold/kernel-virtiofs", "seqread-cold/kernel-9p-none",
+		"seqread-cold/kernel-9p-mmap", "readdir/host-os",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("order:\n got %v\nwant %v", got, want)
+	}
+	tab := NewTable(med)
+	checks := []struct {
+		w, c string
+		want float64
+		ok   bool
+	}{
+		{"stat-cold", ClientGovirtiofsAuto, 6500, true},
+		{"stat-cold", Client9PLoose, 600, true},
+		{"seqread-cold", ClientGovirtiofsAlways, 400, true},
+		{"seqread-cold", Client9PMmap, 0, false},
+		{"readdir", ClientHostOS, 10000, true},
+		{"readdir", ClientGovirtiofsAuto, 0, false},
+	}
+	for _, c := range checks {
+		v, ok := tab.Value(c.w, c.c)
+		if v != c.want || ok != c.ok {
+			t.Errorf("Value(%s, %s) = %v, %v; want %v, %v", c.w, c.c, v, ok, c.want, c.ok)
+		}
+	}
+	if r := tab["seqread-cold"][Client9PMmap]; r.Err != "mount: no channel" {
+		t.Errorf("failed-only record %+v lost its error", r)
+	}
+	if r := tab["seqread-cold"][ClientGovirtiofsAlways]; r.Err != "" || len(r.Samples) != 1 {
+		t.Errorf("record %+v: a failure in one round must not hide the others", r)
+	}
+	if v, who, ok := tab.Best9P("stat-cold"); v != 600 || who != Client9PLoose || !ok {
+		t.Errorf("Best9P(stat-cold) = %v, %s, %v", v, who, ok)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	ts := Targets(NewTable(Aggregate(sample())))
+	type row struct {
+		goal, w, client, against string
+		ratio                    float64
+		met                      bool
+	}
+	want := []row{
+		{"metadata >= 10x best 9p", "stat-cold", ClientGovirtiofsAuto, Client9PLoose, 6500.0 / 600, true},
+		{"metadata >= 3x kernel virtiofs", "stat-cold", ClientGovirtiofsAuto, ClientKernelVirtiofs, 6500.0 / 750, true},
+		{"guest metadata within 2x host vhost-user", "stat-cold", ClientGovirtiofsAuto, ClientHostVhostuser, 6500.0 / 20000, false},
+		{"data cold >= 2x best 9p", "seqread-cold", ClientGovirtiofsAlways, Client9PNone, 400.0 / 250, false},
+		{"data >= 1x kernel virtiofs", "seqread-cold", ClientGovirtiofsAlways, ClientKernelVirtiofs, 400.0 / 125, true},
+	}
+	if len(ts) != len(want) {
+		t.Fatalf("%d targets, want %d: %+v", len(ts), len(want), ts)
+	}
+	for i, w := range want {
+		g := ts[i]
+		if g.Goal != w.goal || g.Workload != w.w || g.Client != w.client || g.Against != w.against ||
+			math.Abs(g.Ratio-w.ratio) > 1e-9 || g.Met != w.met {
+			t.Errorf("target %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	rep := &Report{Medians: Aggregate(sample()), Sizes: QuickSizes(), Rounds: 3, Notes: []string{"## Design\n\nnote text"}}
+	if err := WriteReport(dir, rep); err != nil {
+		t.Fatal(err)
+	}
+
+	data, err := os.ReadFile(filepath.Join(dir, ResultsJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(back) != len(rep.Medians) {
+		t.Fatalf("results.json holds %d records, want %d", len(back), len(rep.Medians))
+	}
+	for _, key := range []string{"workload", "client", "unit", "value"} {
+		if _, ok := back[0][key]; !ok {
+			t.Errorf("results.json record lacks %q: %v", key, back[0])
+		}
+	}
+	if back[1]["client"] != ClientGovirtiofsAuto || back[1]["value"] != 6500.0 || back[1]["unit"] != UnitOps {
+		t.Errorf("record 1 = %v, want govirtiofs-auto stat-cold 6500 ops/s", back[1])
+	}
+
+	md, err := os.ReadFile(filepath.Join(dir, ResultsMarkdown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| workload | unit | govirtiofs-none | govirtiofs-auto | govirtiofs-always | kernel-virtiofs | kernel-9p-none | kernel-9p-loose | kernel-9p-mmap | host-vhostuser | host-os |",
+		// 6500/600 = 10.8: the best 9p mode (loose) is the reference; 9p none is 310/600.
+		"| stat-cold | ops/s | 1200 (2.00x) | 6500 (11x) | - | 750 (1.25x) | 310 (0.52x) | 600 (1.00x) | - | 20000 (33x) | - |",
+		"| seqread-cold | MB/s | - | - | 400 (1.60x) | 125 (0.50x) | 250 (1.00x) | - | failed | - | - |",
+		// No 9p figure: values without ratios.
+		"| readdir | entries/s | - | - | - | - | - | - | - | - | 10000 |",
+		"| metadata >= 10x best 9p | stat-cold | govirtiofs-auto | kernel-9p-loose | 11x | 10x | yes |",
+		"| data cold >= 2x best 9p | seqread-cold | govirtiofs-always | kernel-9p-none | 1.60x | 2.00x | no |",
+		"3 of 5 targets met.",
+		"- seqread-cold / kernel-9p-mmap: mount: no channel",
+		"## Design\n\nnote text",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q; got:\n%s", want, md)
+		}
+	}
+
+	svg, err := os.ReadFile(filepath.Join(dir, ResultsSVG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(strings.NewReader(string(svg)))
+	rects := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("results.svg is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	// One background, one bar per figure (10 non-failed medians), one legend swatch per client (9).
+	if want := 1 + 10 + 9; rects != want {
+		t.Errorf("results.svg has %d rects, want %d", rects, want)
+	}
+	if !strings.Contains(string(svg), "6500 ops/s (11x)") {
+		t.Errorf("results.svg lacks the stat-cold govirtiofs-auto label")
+	}
+}

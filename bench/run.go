@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Client names in the results.
+const (
+	ClientGovirtiofsNone   = "govirtiofs-none"
+	ClientGovirtiofsAuto   = "govirtiofs-auto"
+	ClientGovirtiofsAlways = "govirtiofs-always"
+	ClientKernelVirtiofs   = "kernel-virtiofs"
+	Client9PNone           = "kernel-9p-none"
+	Client9PLoose          = "kernel-9p-loose"
+	Client9PMmap           = "kernel-9p-mmap"
+	ClientHostVhostuser    = "host-vhostuser"
+	ClientHostOS           = "host-os"
+)
+
+// AllClients lists the clients in report order.
+var AllClients = []string{
+	ClientGovirtiofsNone, ClientGovirtiofsAuto, ClientGovirtiofsAlways,
+	ClientKernelVirtiofs, Client9PNone, Client9PLoose, Client9PMmap,
+	ClientHostVhostuser, ClientHostOS,
+}
+
+// Client is one way of reaching the shared directory.
+type Client struct {
+	// Name is one of the Client* constants.
+	Name string
+	// Start returns the client's FS in a cold state, as the constructor documents it, and a
+	// function that ends its use (closing or unmounting it). Every measurement calls Start once.
+	//
+	// Errors: the client cannot be set up (device, mount, daemon).
+	Start func(ctx context.Context) (fsys FS, stop func() error, err error)
+}
+
+// Record is one measurement, or one median in results.json.
+type Record struct {
+	Workload string  `json:"workload"`
+	Client   string  `json:"client"`
+	Unit     string  `json:"unit"`
+	Value    float64 `json:"value"`
+	// Round is the round of a single measurement (from 1); 0 in a median.
+	Round int `json:"round,omitempty"`
+	// Samples are the measurements a median was taken from, in round order.
+	Samples []float64 `json:"samples,omitempty"`
+	// Err is set instead of Value when the measurement failed.
+	Err string `json:"error,omitempty"`
+}
+
+// RunConfig configures [Run].
+type RunConfig struct {
+	Clients   []Client
+	Workloads []Workload
+	Sizes     Sizes
+	// Rounds is the number of rounds (default 1).
+	Rounds int
+	// Emit receives every record as soon as it is measured, errors included.
+	Emit func(Record)
+	// Progress, if set, receives a line per measurement.
+	Progress func(string)
+}
+
+// Run measures each workload with each client, Rounds times. Within a round, for each workload
+// the clients take turns, and the client that goes first rotates from round to round (round r
+// starts with client r mod n), so that no client always runs right after a given other one.
+// Every measurement gets a fresh client from [Client.Start]; a warm workload first runs once
+// unmeasured on it, and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
+//
+// Errors: invalid sizes, or ctx's error when it ends.
+func Run(ctx context.Context, cfg RunConfig) error {
+	if err := cfg.Sizes.Validate(); err != nil {
+		return err
+	}
+	rounds := max(cfg.Rounds, 1)
+	n := len(cfg.Clients)
+	for r := 1; r <= rounds; r++ {
+		for _, w := range cfg.Workloads {
+			for i := range n {
+				c := cfg.Clients[(i+r-1)%n]
+				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
+				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name)}
+				v, d, err := measure(ctx, c, w, env)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					rec.Err = err.Error()
+				} else {
+					rec.Value = v
+				}
+				if cfg.Emit != nil {
+					cfg.Emit(rec)
+				}
+				if cfg.Progress != nil {
+					if err != nil {
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s FAILED: %v", r, rounds, w.Name, c.Name, err))
+					} else {
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v)", r, rounds, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond)))
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// measure runs w once on a fresh FS of c and returns its rate and the time measured.
+func measure(ctx context.Context, c Client, w Workload, env *Env) (float64, time.Duration, error) {
+	fsys, stop, err := c.Start(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("start: %w", err)
+	}
+	if w.Warm {
+		_, err := w.Run(ctx, fsys, env)
+		if err == nil && w.Cleanup != nil {
+			err = w.Cleanup(fsys, env)
+		}
+		if err != nil {
+			stop()
+			return 0, 0, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	t0 := time.Now()
+	count, err := w.Run(ctx, fsys, env)
+	d := time.Since(t0)
+	if err == nil && w.Cleanup != nil {
+		if cerr := w.Cleanup(fsys, env); cerr != nil {
+			err = fmt.Errorf("cleanup: %w", cerr)
+		}
+	}
+	if serr := stop(); err == nil && serr != nil {
+		err = fmt.Errorf("stop: %w", serr)
+	}
+	if err != nil {
+		return 0, d, err
+	}
+	return rate(count, d, w.Unit), d, nil
+}
+
+// rate converts a count over d into the unit's figure.
+func rate(count float64, d time.Duration, unit string) float64 {
+	s := d.Seconds()
+	if s <= 0 {
+		s = 1e-9
+	}
+	if unit == UnitMBs {
+		return count / 1e6 / s
+	}
+	return count / s
+}

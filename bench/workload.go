@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// Units of a [Record].
+const (
+	UnitOps     = "ops/s"
+	UnitMBs     = "MB/s"
+	UnitEntries = "entries/s"
+)
+
+// randomReadSize is the size of one random read.
+const randomReadSize = 4096
+
+// Env is what a workload run knows besides its FS.
+type Env struct {
+	Sizes Sizes
+	// Prefix makes the names a run creates unique: runs of different clients on the same
+	// directory never meet (scratch/<Prefix>-...).
+	Prefix string
+}
+
+func (e *Env) scratch(format string, a ...any) string {
+	return scratchDir + "/" + e.Prefix + "-" + fmt.Sprintf(format, a...)
+}
+
+// Workload is one measurement.
+type Workload struct {
+	// Name is the workload's name in the results, e.g. "stat-cold".
+	Name string
+	// Unit is [UnitOps], [UnitMBs] or [UnitEntries].
+	Unit string
+	// Kind is "metadata", "data" or "mixed": which targets the workload is judged by.
+	Kind string
+	// Warm makes the runner run the workload once unmeasured before measuring, on the same FS.
+	Warm bool
+	// Desc says what one operation is.
+	Desc string
+	// Run does the work once and returns how many operations (or bytes, for MB/s) it did.
+	// Files it creates it removes again, unless Cleanup does.
+	//
+	// Errors: the first failing file operation, or a short read (content that is not what
+	// Prepare wrote).
+	Run func(ctx context.Context, fsys FS, env *Env) (float64, error)
+	// Cleanup, if set, removes what Run left behind; it runs after the clock stopped.
+	//
+	// Errors: the failing file operation.
+	Cleanup func(fsys FS, env *Env) error
+}
+
+// Workloads returns the workloads in the order they run.
+func Workloads() []Workload {
+	return []Workload{
+		{Name: "stat-cold", Unit: UnitOps, Kind: "metadata", Run: statAll,
+			Desc: "stat of each small file, client caches dropped"},
+		{Name: "stat-warm", Unit: UnitOps, Kind: "metadata", Warm: true, Run: statAll,
+			Desc: "stat of each small file, after one unmeasured pass"},
+		{Name: "open-read-close", Unit: UnitOps, Kind: "metadata", Run: openReadClose,
+			Desc: "open, read all (4 KiB), close of each small file"},
+		{Name: "seqread-cold", Unit: UnitMBs, Kind: "data", Run: seqRead,
+			Desc: "sequential read of big, IOSize at a time, client caches dropped"},
+		{Name: "seqread-warm", Unit: UnitMBs, Kind: "data", Warm: true, Run: seqRead,
+			Desc: "sequential read of big, after one unmeasured pass"},
+		{Name: "seqwrite", Unit: UnitMBs, Kind: "data", Run: seqWrite, Cleanup: removeWritten,
+			Desc: "create, write BigFileSize bytes IOSize at a time, close (no fsync)"},
+		{Name: "randread", Unit: UnitOps, Kind: "data", Run: randRead,
+			Desc: "4 KiB pread at random aligned offsets of big"},
+		{Name: "readdir", Unit: UnitEntries, Kind: "metadata", Run: readDir,
+			Desc: "ReadDir of a directory of DirEntries files, counted per entry"},
+		{Name: "create", Unit: UnitOps, Kind: "metadata", Run: createUnlink,
+			Desc: "create, write 4 KiB, close, unlink"},
+		{Name: "mixed", Unit: UnitOps, Kind: "mixed", Run: mixed,
+			Desc: "MixedWorkers goroutines cycling stat, open+read+close, 4 KiB pread, create+write+close+unlink"},
+	}
+}
+
+// WorkloadByName returns the named workload.
+func WorkloadByName(name string) (Workload, bool) {
+	for _, w := range Workloads() {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return Workload{}, false
+}
+
+func statAll(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	for i := range env.Sizes.SmallFiles {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		fi, err := fsys.Stat(smallName(i))
+		if err != nil {
+			return 0, err
+		}
+		if fi.Size() != int64(env.Sizes.SmallFileSize) {
+			return 0, fmt.Errorf("stat %s: size %d, want %d", smallName(i), fi.Size(), env.Sizes.SmallFileSize)
+		}
+	}
+	return float64(env.Sizes.SmallFiles), nil
+}
+
+// readSmall opens, reads and closes small file i, checking its length; buf is one byte longer
+// than the file, so that the read that sees end of file is part of the operation.
+func readSmall(fsys FS, i int, buf []byte) error {
+	name := smallName(i)
+	f, err := fsys.Open(name)
+	if err != nil {
+		return err
+	}
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF && n == len(buf)-1:
+		err = nil
+	case err == nil:
+		err = fmt.Errorf("read %s: more than %d bytes", name, len(buf)-1)
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		err = fmt.Errorf("read %s: %d bytes, want %d", name, n, len(buf)-1)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func openReadClose(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	buf := make([]byte, env.Sizes.SmallFileSize+1) // one more: the read that sees EOF
+	for i := range env.Sizes.SmallFiles {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := readSmall(fsys, i, buf); err != nil {
+			return 0, err
+		}
+	}
+	return float64(env.Sizes.SmallFiles), nil
+}
+
+func seqRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	f, err := fsys.Open(bigFile)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, env.Sizes.IOSize)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n, err := f.Read(buf)
+		total += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if total != env.Sizes.BigFileSize {
+		return 0, fmt.Errorf("read %s: %d bytes, want %d", bigFile, total, env.Sizes.BigFileSize)
+	}
+	return float64(total), f.Close()
+}
+
+func seqWrite(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	name := env.scratch("write")
+	f, err := fsys.Create(name)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, env.Sizes.IOSize)
+	fill(buf, 7)
+	var total int64
+	for total < env.Sizes.BigFileSize {
+		if err := ctx.Err(); err != nil {
+			f.Close()
+			return 0, err
+		}
+		n := min(int64(len(buf)), env.Sizes.BigFileSize-total)
+		w, err := f.Write(buf[:n])
+		total += int64(w)
+		if err != nil {
+			f.Close()
+			return 0, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return float64(total), nil
+}
+
+func removeWritten(fsys FS, env *Env) error { return fsys.Remove(env.scratch("write")) }
+
+// randomOffsets returns n 4 KiB-aligned offsets inside size, the same for every run.
+func randomOffsets(n int, size int64, seed uint64) []int64 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	blocks := size / randomReadSize
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = r.Int64N(blocks) * randomReadSize
+	}
+	return offs
+}
+
+func randRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	f, err := fsys.Open(bigFile)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, randomReadSize)
+	for _, off := range randomOffsets(env.Sizes.RandomReads, env.Sizes.BigFileSize, 42) {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if n, err := f.ReadAt(buf, off); n != len(buf) {
+			return 0, fmt.Errorf("pread %s at %d: %d bytes: %v", bigFile, off, n, err)
+		}
+	}
+	return float64(env.Sizes.RandomReads), f.Close()
+}
+
+func readDir(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	ents, err := fsys.ReadDir(listDir)
+	if err != nil {
+		return 0, err
+	}
+	if len(ents) != env.Sizes.DirEntries {
+		return 0, fmt.Errorf("readdir %s: %d entries, want %d", listDir, len(ents), env.Sizes.DirEntries)
+	}
+	return float64(len(ents)), nil
+}
+
+// createOne creates name, writes data, closes and unlinks it.
+func createOne(fsys FS, name string, data []byte) error {
+	f, err := fsys.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		fsys.Remove(name)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		fsys.Remove(name)
+		return err
+	}
+	return fsys.Remove(name)
+}
+
+func createUnlink(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	data := make([]byte, env.Sizes.SmallFileSize)
+	fill(data, 9)
+	for i := range env.Sizes.CreateFiles {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := createOne(fsys, env.scratch("c%05d", i), data); err != nil {
+			return 0, err
+		}
+	}
+	return float64(env.Sizes.CreateFiles), nil
+}
+
+// mixed runs MixedWorkers goroutines that do MixedOps operations each, cycling through: stat of a
+// small file, open+read+close of a small file, a 4 KiB pread of big (on a handle of the
+// goroutine's own), create+write+close+unlink of a file of the goroutine's own.
+func mixed(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	s := env.Sizes
+	var ops atomic.Int64
+	errs := make([]error, s.MixedWorkers)
+	var wg sync.WaitGroup
+	for g := range s.MixedWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[g] = mixedWorker(ctx, fsys, env, g, &ops)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return float64(ops.Load()), nil
+}
+
+func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int64) error {
+	s := env.Sizes
+	big, err := fsys.Open(bigFile)
+	if err != nil {
+		return err
+	}
+	defer big.Close()
+	offs := randomOffsets(s.MixedOps, s.BigFileSize, uint64(100+g))
+	small := make([]byte, s.SmallFileSize+1)
+	page := make([]byte, randomReadSize)
+	data := small[:s.SmallFileSize]
+	for i := range s.MixedOps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		file := (g*s.MixedOps + i*7) % s.SmallFiles
+		switch i % 4 {
+		case 0:
+			if _, err := fsys.Stat(smallName(file)); err != nil {
+				return err
+			}
+		case 1:
+			if err := readSmall(fsys, file, small); err != nil {
+				return err
+			}
+		case 2:
+			if n, err := big.ReadAt(page, offs[i]); n != len(page) {
+				return fmt.Errorf("pread %s at %d: %d bytes: %v", bigFile, offs[i], n, err)
+			}
+		case 3:
+			if err := createOne(fsys, env.scratch("m%d-%05d", g, i), data); err != nil {
+				return err
+			}
+		}
+		ops.Add(1)
+	}
+	return big.Close()
+}

@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tinySizes keeps the workloads fast in tests.
+func tinySizes() Sizes {
+	return Sizes{
+		SmallFiles: 7, SmallFileSize: 100,
+		BigFileSize: 5*4096 + 123, IOSize: 1000, RandomReads: 9,
+		DirEntries: 11, CreateFiles: 3,
+		MixedWorkers: 3, MixedOps: 6,
+	}
+}
+
+func prepared(t *testing.T, s Sizes) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := Prepare(dir, s); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	return dir
+}
+
+// TestWorkloadsOverOS runs every workload through the os adapter and checks what it counts.
+func TestWorkloadsOverOS(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s)
+	want := map[string]float64{
+		"stat-cold":       7,
+		"stat-warm":       7,
+		"open-read-close": 7,
+		"seqread-cold":    float64(s.BigFileSize),
+		"seqread-warm":    float64(s.BigFileSize),
+		"seqwrite":        float64(s.BigFileSize),
+		"randread":        9,
+		"readdir":         11,
+		"create":          3,
+		"mixed":           18,
+	}
+	ws := Workloads()
+	if len(ws) != len(want) {
+		t.Errorf("%d workloads, want %d", len(ws), len(want))
+	}
+	for _, w := range ws {
+		t.Run(w.Name, func(t *testing.T) {
+			env := &Env{Sizes: s, Prefix: "t"}
+			got, err := w.Run(context.Background(), OS{Root: dir}, env)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got != want[w.Name] {
+				t.Errorf("Run = %v, want %v", got, want[w.Name])
+			}
+			if w.Name == "seqwrite" {
+				fi, err := os.Stat(filepath.Join(dir, scratchDir, "t-write"))
+				if err != nil || fi.Size() != s.BigFileSize {
+					t.Errorf("seqwrite wrote %v, %v; want a file of %d bytes", fi, err, s.BigFileSize)
+				}
+			}
+			if w.Cleanup != nil {
+				if err := w.Cleanup(OS{Root: dir}, env); err != nil {
+					t.Fatalf("Cleanup: %v", err)
+				}
+			}
+			left, err := os.ReadDir(filepath.Join(dir, scratchDir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(left) != 0 {
+				t.Errorf("scratch holds %d files after the run, want none", len(left))
+			}
+		})
+	}
+}
+
+// TestWorkloadsDetectWrongContent checks that the workloads fail, rather than count, when the
+// directory does not hold what Prepare wrote.
+func TestWorkloadsDetectWrongContent(t *testing.T) {
+	s := tinySizes()
+	tests := []struct {
+		workload string
+		damage   func(dir string) error
+		wantErr  string
+	}{
+		{"stat-cold", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 5) }, "size 5"},
+		{"open-read-close", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 5) }, "5 bytes, want 100"},
+		{"open-read-close", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 101) }, "more than 100"},
+		{"seqread-cold", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "4096 bytes"},
+		{"randread", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "pread big"},
+		{"readdir", func(d string) error { return os.Remove(filepath.Join(d, "dir/e000004")) }, "10 entries, want 11"},
+		{"stat-cold", func(d string) error { return os.Remove(filepath.Join(d, "small/f00006")) }, "no such file"},
+		{"create", func(d string) error { return os.RemoveAll(filepath.Join(d, "scratch")) }, "no such file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.workload, func(t *testing.T) {
+			dir := prepared(t, s)
+			if err := tc.damage(dir); err != nil {
+				t.Fatal(err)
+			}
+			w, _ := WorkloadByName(tc.workload)
+			_, err := w.Run(context.Background(), OS{Root: dir}, &Env{Sizes: s, Prefix: "t"})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Run error = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestPrepareKeepsAndRedoes(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s)
+	marker := filepath.Join(dir, "small/f00000")
+	if err := os.WriteFile(marker, []byte("changed"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, scratchDir, "junk"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prepare(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(marker); string(b) != "changed" {
+		t.Errorf("Prepare with equal sizes rewrote the small files")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, scratchDir)); len(ents) != 0 {
+		t.Errorf("Prepare left %d files in scratch", len(ents))
+	}
+	s.SmallFiles = 4
+	if err := Prepare(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, smallDir))
+	if len(ents) != 4 {
+		t.Errorf("after Prepare with 4 small files: %d files", len(ents))
+	}
+	if b, _ := os.ReadFile(marker); len(b) != s.SmallFileSize {
+		t.Errorf("small file holds %d bytes, want %d", len(b), s.SmallFileSize)
+	}
+}
+
+func TestSizesValidate(t *testing.T) {
+	for _, s := range []Sizes{DefaultSizes(), QuickSizes(), tinySizes()} {
+		if err := s.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", s, err)
+		}
+	}
+	bad := tinySizes()
+	bad.BigFileSize = 100
+	if err := bad.Validate(); err == nil {
+		t.Errorf("Validate accepted a big file smaller than one random read")
+	}
+	bad = tinySizes()
+	bad.MixedWorkers = 0
+	if err := bad.Validate(); err == nil {
+		t.Errorf("Validate accepted zero mixed workers")
+	}
+}
+
+// TestRunRotation checks the order clients take turns in, that each measurement starts its own
+// client and stops it, that warm workloads run twice, and that failures become records.
+func TestRunRotation(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s)
+	var order []string
+	starts, stops := map[string]int{}, map[string]int{}
+	client := func(name string, fail bool) Client {
+		return Client{Name: name, Start: func(ctx context.Context) (FS, func() error, error) {
+			starts[name]++
+			if fail {
+				return nil, nil, errors.New("no device")
+			}
+			order = append(order, name)
+			return OS{Root: dir}, func() error { stops[name]++; return nil }, nil
+		}}
+	}
+	var runs int
+	counting := Workload{Name: "stat-warm", Unit: UnitOps, Warm: true, Run: func(ctx context.Context, fsys FS, env *Env) (float64, error) {
+		runs++
+		return statAll(ctx, fsys, env)
+	}}
+	var recs []Record
+	err := Run(context.Background(), RunConfig{
+		Clients:   []Client{client("a", false), client("b", false), client("c", true)},
+		Workloads: []Workload{counting},
+		Sizes:     s, Rounds: 3,
+		Emit: func(r Record) { recs = append(recs, r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(order, ""), "ab"+"ba"+"ab"; got != want {
+		t.Errorf("order of started clients %q, want %q", got, want)
+	}
+	if starts["a"] != 3 || stops["a"] != 3 || starts["c"] != 3 {
+		t.Errorf("starts %v stops %v, want 3 each (c never stops: it never started)", starts, stops)
+	}
+	if runs != 12 {
+		t.Errorf("warm workload ran %d times, want 12 (2 clients x 3 rounds x 2)", runs)
+	}
+	if len(recs) != 9 {
+		t.Fatalf("%d records, want 9", len(recs))
+	}
+	for _, r := range recs {
+		switch {
+		case r.Client == "c" && !strings.Contains(r.Err, "no device"):
+			t.Errorf("record %+v: want the start error", r)
+		case r.Client != "c" && (r.Err != "" || r.Value <= 0 || r.Unit != UnitOps):
+			t.Errorf("record %+v: want a positive ops/s figure", r)
+		case r.Round < 1 || r.Round > 3:
+			t.Errorf("record %+v: round out of range", r)
+		}
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	err := Run(ctx, RunConfig{
+		Clients: []Client{{Name: "a", Start: func(context.Context) (FS, func() error, error) {
+			n++
+			cancel()
+			return OS{Root: dir}, func() error { return nil }, nil
+		}}},
+		Workloads: Workloads(), Sizes: s, Rounds: 2,
+	})
+	if !errors.Is(err, context.Canceled) || n != 1 {
+		t.Errorf("Run = %v after %d starts, want context.Canceled after 1", err, n)
+	}
+}
