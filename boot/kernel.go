@@ -120,8 +120,11 @@ func parseKernelDepends(out []byte) (string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if dep, ok := strings.CutPrefix(line, "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
-			return strings.Trim(dep, "<> "), nil
+		if dep, ok := strings.CutPrefix(line, "Depends: "); ok {
+			// apt-cache shows virtual packages in angle brackets.
+			if dep = strings.Trim(dep, "<> "); strings.HasPrefix(dep, "linux-image-") {
+				return dep, nil
+			}
 		}
 	}
 	return "", fmt.Errorf("boot: no linux-image dependency of %s in apt-cache output", kernelMeta)

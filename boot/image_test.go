@@ -1,0 +1,97 @@
+package boot
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/u-root/mkuimage/cpio"
+)
+
+func TestWriteOverlay(t *testing.T) {
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "prog")
+	if err := os.WriteFile(prog, []byte("\x7fELF program"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"/prog/hello": prog, "/modules/fuse.ko": prog}
+	static := map[string][]byte{"/etc/govirtiofs/init.json": []byte(`{"path":"/prog/hello"}`)}
+	a, err := writeOverlay(files, static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := writeOverlay(files, static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("writeOverlay is not deterministic")
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(a)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range recs {
+		var data []byte
+		if r.ReaderAt != nil {
+			data, _ = io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		}
+		got[r.Name] = string(data)
+	}
+	want := map[string]string{
+		"etc": "", "etc/govirtiofs": "", "etc/govirtiofs/init.json": `{"path":"/prog/hello"}`,
+		"modules": "", "modules/fuse.ko": "\x7fELF program",
+		"prog": "", "prog/hello": "\x7fELF program",
+	}
+	if !bytes.Contains(a, []byte(cpio.Trailer)) {
+		t.Error("overlay has no trailer record")
+	}
+	for name, data := range want {
+		if g, ok := got[name]; !ok || g != data {
+			t.Errorf("record %q = %q (present %v), want %q", name, g, ok, data)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("records %v, want %d of them", got, len(want))
+	}
+	if _, err := writeOverlay(map[string]string{"/x": filepath.Join(dir, "missing")}, nil); err == nil {
+		t.Error("writeOverlay accepted a missing file")
+	}
+}
+
+func TestCheckStaticBinary(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "script")
+	if err := os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path    string
+		wantErr bool
+	}{
+		{text, true},
+		{"/bin/sh", true}, // dynamically linked on Debian
+	}
+	for _, tt := range tests {
+		if err := checkStaticBinary(tt.path); (err != nil) != tt.wantErr {
+			t.Errorf("checkStaticBinary(%s) = %v, wantErr %v", tt.path, err, tt.wantErr)
+		}
+	}
+}
+
+func TestModuleRootFrom(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "a", "b")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := moduleRootFrom(sub); err != nil || got != dir {
+		t.Errorf("moduleRootFrom(%s) = %q, %v; want %q", sub, got, err, dir)
+	}
+}

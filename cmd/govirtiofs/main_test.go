@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestDispatch(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"help", []string{"help"}, 0, "run ", ""},
+		{"help run", []string{"help", "run"}, 0, "", "--share"},
+		{"run -h", []string{"run", "-h"}, 0, "", "usage: govirtiofs run"},
+		{"flags without command", []string{"-h"}, 0, "", "usage: govirtiofs run"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"bad flag", []string{"run", "--no-such-flag"}, 2, "", "no-such-flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := dispatch(context.Background(), tt.args, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Errorf("dispatch(%q) = %d, want %d; stderr:\n%s", tt.args, code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.wantStdout, stdout.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, stderr.String())
+			}
+		})
+	}
+}
+
+func TestProgressHandler(t *testing.T) {
+	var b bytes.Buffer
+	log := slog.New(&progressHandler{w: &b, level: slog.LevelInfo, mu: new(sync.Mutex)})
+	log.Debug("hidden")
+	log.With("tag", "share").Info("booting", "machine", "q35")
+	log.Warn("careful")
+	want := "govirtiofs: booting tag=share machine=q35\ngovirtiofs: WARN: careful\n"
+	if b.String() != want {
+		t.Errorf("output = %q, want %q", b.String(), want)
+	}
+}
