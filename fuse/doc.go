@@ -40,4 +40,42 @@
 // across a RoundTrip other than during Init, and callers must not hold
 // locks that a reply path could need: above the FUSE connection none may
 // be held across a blocking request.
+//
+// # The client filesystem
+//
+// Filesystem (fs.go) implements vfs.FilesystemImpl over a Conn and
+// fileHandle (file.go, dir.go) vfs.FileDescriptionImpl, after Linux
+// fs/fuse/dir.c, inode.c, file.c and readdir.c. The facade builds it with
+// NewFilesystem after Conn.Init, hands Root to vfs.New, and ends the
+// session with Close (writeback, release, forget everything, DESTROY).
+//
+//   - Inodes (inode.go) are keyed by nodeid; one object per (nodeid,
+//     generation, file type), so a nodeid that comes back as another
+//     generation or type is a new inode (Linux fuse_iget). Each LOOKUP,
+//     CREATE, MKNOD, MKDIR, SYMLINK, LINK reply and READDIRPLUS entry is
+//     one vfs reference and one nlookup; the last vfs Release sends the
+//     whole nlookup to the forget batcher (forget.go), which sends
+//     BATCH_FORGET on hiprio when ForgetBatch pairs wait or after
+//     ForgetDelay. The root (nodeid 1) is pinned.
+//   - Entry and attribute validity follow CacheMode: CacheNone forces 0,
+//     CacheAuto and CacheAlways honour the server's timeouts.
+//   - File data (cache.go) is cached in 4 KiB pages unless CacheNone or
+//     FOPEN_DIRECT_IO; a miss reads ahead up to max_readahead in one
+//     READ. CacheAuto drops the pages on open without FOPEN_KEEP_CACHE and
+//     when GETATTR shows a new size or mtime; CacheAlways keeps them.
+//     Writes go through to the server and into the cached pages, unless
+//     writeback (writeback.go, FUSE_WRITEBACK_CACHE) buffers them as dirty
+//     ranges written back on Flush, Sync, lseek, truncation or past
+//     WritebackLimit; the client owns the size while data is dirty.
+//
+// Lock order of the client filesystem:
+//
+//	inode.flushMu (held across the WRITEs of one writeback)
+//	  Filesystem.dirtyMu
+//	    inode.mu
+//	Filesystem.mu, forgetBatcher.mu: leaves, never held with another
+//
+// inode.flushMu is the only lock held across requests, as Linux waits on
+// page writeback; Filesystem.mu and inode.mu never are, and Release never
+// blocks on a request.
 package fuse

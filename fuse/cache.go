@@ -1,0 +1,178 @@
+package fuse
+
+import (
+	"context"
+)
+
+// pageCache is an inode's clean page cache: the file's contents as last
+// read from (or written through to) the server, in 4 KiB pages. A page
+// shorter than 4 KiB holds the end of the file; only one may exist (eof),
+// and a page of length 0 at eof says the file ends at its start.
+//
+// gen is bumped by every change (write-through, invalidation, truncation)
+// so that a READ sent before it does not fill the cache with data older
+// than the change (the role of Linux's page locks and attr_version).
+//
+// All fields are guarded by the inode's mu.
+type pageCache struct {
+	pages map[int64][]byte
+	eof   int64 // index of the partial page, or -1
+	gen   uint64
+}
+
+func (c *pageCache) init() {
+	c.pages = make(map[int64][]byte)
+	c.eof = -1
+}
+
+// invalidateLocked drops every page (Linux invalidate_inode_pages2).
+func (c *pageCache) invalidateLocked() {
+	clear(c.pages)
+	c.eof = -1
+	c.gen++
+}
+
+// truncateLocked drops the pages from the one holding size on, and the
+// end-of-file page (Linux truncate_pagecache).
+func (c *pageCache) truncateLocked(size int64) {
+	first := size / pageSize
+	for idx := range c.pages {
+		if idx >= first {
+			delete(c.pages, idx)
+		}
+	}
+	if c.eof >= 0 {
+		delete(c.pages, c.eof)
+		c.eof = -1
+	}
+	c.gen++
+}
+
+// writeLocked copies data written at off into the cached pages it covers
+// (write-through). A write past the cached end of the file drops the
+// end-of-file page, which would otherwise still say the file ends there.
+func (c *pageCache) writeLocked(off int64, data []byte) {
+	c.gen++
+	if len(data) == 0 {
+		return
+	}
+	end := off + int64(len(data))
+	if c.eof >= 0 && end > c.eof*pageSize+int64(len(c.pages[c.eof])) {
+		delete(c.pages, c.eof)
+		c.eof = -1
+	}
+	for pos := off; pos < end; {
+		idx, po := pos/pageSize, int(pos%pageSize)
+		n := min(int64(pageSize-po), end-pos)
+		if p, ok := c.pages[idx]; ok && po+int(n) <= len(p) {
+			copy(p[po:], data[pos-off:pos-off+n])
+		} else if ok {
+			delete(c.pages, idx) // cannot happen: only the eof page is short
+		}
+		pos += n
+	}
+}
+
+// fillLocked stores the reply to a READ of asked bytes at page idx, of
+// which the server returned n (fewer means the file ends there).
+func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
+	for i := 0; i*pageSize <= n; i++ {
+		start := i * pageSize
+		if start == n && n == asked {
+			break // a full reply says nothing about the page after it
+		}
+		end := min(start+pageSize, n)
+		p := make([]byte, end-start, pageSize)
+		copy(p, buf[start:end])
+		c.pages[idx+int64(i)] = p
+		if end-start < pageSize {
+			if c.eof >= 0 && c.eof != idx+int64(i) {
+				delete(c.pages, c.eof)
+			}
+			c.eof = idx + int64(i)
+			break
+		}
+		if c.eof == idx+int64(i) {
+			c.eof = -1
+		}
+	}
+}
+
+// readaheadPages is how many pages one READ for the cache may fetch:
+// max_readahead, bounded by max_pages.
+func (fs *Filesystem) readaheadPages() int {
+	ra := int(fs.params.MaxReadahead)
+	if ra <= 0 {
+		ra = 128 << 10
+	}
+	return max(1, min(ra/pageSize, fs.params.MaxPages))
+}
+
+// readCached reads through the page cache (Linux filemap_read with
+// fuse_readahead): cached pages are copied; a miss sends one READ for the
+// missing page and the following uncached ones, up to the read-ahead
+// window, and caches what comes back. Dirty data (writeback) is laid over
+// the result.
+func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off int64) (int, error) {
+	fs := ino.fs
+	done := 0
+	for done < len(dst) {
+		pos := off + int64(done)
+		idx, po := pos/pageSize, int(pos%pageSize)
+		ino.mu.Lock()
+		if p, ok := ino.cache.pages[idx]; ok {
+			n := 0
+			if po < len(p) {
+				n = copy(dst[done:], p[po:])
+			}
+			done += n
+			short := len(p) < pageSize
+			ino.mu.Unlock()
+			if short && po+n >= len(p) {
+				break // end of file
+			}
+			continue
+		}
+		gen := ino.cache.gen
+		want := (po + len(dst) - done + pageSize - 1) / pageSize
+		npages := min(max(want, fs.readaheadPages()), fs.params.MaxPages)
+		for i := 1; i < npages; i++ {
+			if _, ok := ino.cache.pages[idx+int64(i)]; ok {
+				npages = i
+				break
+			}
+		}
+		if ino.attrValidLocked() && ino.wb.size < 0 {
+			// Do not ask far past the known end; a file that grew
+			// since just takes another READ.
+			if left := (int64(ino.attr.Size) - idx*pageSize + pageSize - 1) / pageSize; left >= 1 && int64(npages) > left {
+				npages = max(int(left), min(want, npages))
+			}
+		}
+		ino.mu.Unlock()
+
+		buf := make([]byte, npages*pageSize)
+		fs.reads.Add(1)
+		n, err := fs.conn.Read(ctx, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(idx * pageSize), Flags: uint32(f.flags)}, buf)
+		if err != nil {
+			if done > 0 {
+				break
+			}
+			return 0, err
+		}
+		ino.mu.Lock()
+		if ino.cache.gen == gen {
+			ino.cache.fillLocked(idx, buf, n, len(buf))
+		}
+		ino.mu.Unlock()
+		if n <= po {
+			break // end of file
+		}
+		c := copy(dst[done:], buf[po:n])
+		done += c
+		if n < len(buf) && po+c >= n {
+			break // end of file
+		}
+	}
+	return ino.overlayDirty(dst, off, done), nil
+}

@@ -1,0 +1,463 @@
+package fuse
+
+import (
+	"context"
+	"math"
+	"os"
+	"slices"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govirtiofs/govirtiofs/vfs"
+)
+
+// fileHandle is an open file or directory: a FUSE file handle (Linux
+// struct fuse_file). It implements vfs.FileDescriptionImpl.
+type fileHandle struct {
+	fs        *Filesystem     // immutable
+	ino       *inode          // immutable
+	fh        uint64          // immutable: the server's handle
+	flags     int             // immutable: the open flags sent
+	openFlags uint32          // immutable: FOPEN_* from the server
+	dir       bool            // immutable
+	creds     vfs.Credentials // immutable: the opener's
+	owner     uint64          // immutable: lock owner ID, unique per handle
+	// direct is whether I/O bypasses the page cache (CacheNone or
+	// FOPEN_DIRECT_IO). Immutable.
+	direct bool
+
+	flockUsed atomic.Bool // a flock(2) lock was taken: RELEASE unlocks it
+	released  atomic.Bool
+}
+
+var _ vfs.FileDescriptionImpl = (*fileHandle)(nil)
+
+// newFile wraps an OPEN, OPENDIR or CREATE reply (Linux fuse_finish_open):
+// without FOPEN_KEEP_CACHE, CacheAuto drops the inode's cached data,
+// which gives close-to-open consistency; CacheAlways keeps it.
+func (fs *Filesystem) newFile(ino *inode, creds *vfs.Credentials, flags int, out *OpenOut, dir bool) *fileHandle {
+	f := &fileHandle{fs: fs, ino: ino, fh: out.Fh, flags: flags, openFlags: out.OpenFlags, dir: dir,
+		owner: fs.nextOwner.Add(1)}
+	if creds != nil {
+		f.creds = *creds
+	}
+	f.direct = fs.opts.Cache == CacheNone || out.OpenFlags&OpenDirectIO != 0
+	if !dir {
+		ino.mu.Lock()
+		if !f.direct && fs.opts.Cache == CacheAuto && out.OpenFlags&OpenKeepCache == 0 {
+			ino.cache.invalidateLocked()
+		}
+		if flags&unix.O_ACCMODE != unix.O_RDONLY {
+			ino.writers = append(ino.writers, f)
+		}
+		ino.mu.Unlock()
+	}
+	fs.mu.Lock()
+	fs.files[f] = struct{}{}
+	fs.mu.Unlock()
+	return f
+}
+
+// ctx returns a context whose requests carry the opener's credentials.
+func (f *fileHandle) ctx(ctx context.Context) context.Context {
+	return WithCreds(ctx, Creds{UID: f.creds.UID, GID: f.creds.GID, PID: uint32(os.Getpid())})
+}
+
+// writeback reports whether writes to f are buffered.
+func (f *fileHandle) writeback() bool { return f.fs.writeback && !f.direct }
+
+// Read implements vfs.FileDescriptionImpl.Read: through the page cache,
+// or straight to the server for direct I/O (Linux fuse_file_read_iter).
+// In CacheAuto, expired attributes are refreshed first, so that a change
+// on the host drops the cached data (FUSE_AUTO_INVAL_DATA).
+func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, error) {
+	if len(dst) == 0 {
+		return 0, nil
+	}
+	ctx = f.ctx(ctx)
+	if f.direct {
+		// Direct reads must see what was written through the cache.
+		if err := f.ino.flushDirty(ctx); err != nil {
+			return 0, err
+		}
+		return f.readDirect(ctx, dst, off)
+	}
+	if f.fs.opts.Cache == CacheAuto {
+		if _, err := f.ino.getattr(ctx, f, false); err != nil {
+			return 0, err
+		}
+	}
+	return f.ino.readCached(ctx, f, dst, off)
+}
+
+// readDirect reads with READs of at most max_pages, stopping at a short
+// one.
+func (f *fileHandle) readDirect(ctx context.Context, dst []byte, off int64) (int, error) {
+	maxIO := f.fs.params.MaxPages * pageSize
+	done := 0
+	for done < len(dst) {
+		chunk := dst[done:min(done+maxIO, len(dst))]
+		f.fs.reads.Add(1)
+		n, err := f.fs.conn.Read(ctx, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off) + uint64(done), Flags: uint32(f.flags)}, chunk)
+		if err != nil {
+			if done > 0 {
+				return done, nil
+			}
+			return 0, err
+		}
+		done += n
+		if n < len(chunk) {
+			break
+		}
+	}
+	return done, nil
+}
+
+// Write implements vfs.FileDescriptionImpl.Write (Linux
+// fuse_file_write_iter). With writeback the data becomes dirty pages;
+// otherwise it is written through in WRITEs of at most max_write bytes
+// and copied into the cached pages. O_APPEND writes at the size from
+// fresh attributes (or the local size with writeback); the server, which
+// opened the file O_APPEND, appends in any case.
+func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending bool) (int, int64, error) {
+	ctx = f.ctx(ctx)
+	ino := f.ino
+	if appending {
+		a, err := ino.getattr(ctx, f, !f.writeback())
+		if err != nil {
+			return 0, 0, err
+		}
+		off = int64(a.Size)
+	}
+	if len(src) == 0 {
+		return 0, off, nil
+	}
+	if off > math.MaxInt64-int64(len(src)) {
+		return 0, 0, syscall.EFBIG
+	}
+	if f.writeback() {
+		if !appending {
+			// The local size starts from the server's.
+			ino.mu.Lock()
+			known := ino.wb.size >= 0 || ino.attrValidLocked()
+			ino.mu.Unlock()
+			if !known {
+				if _, err := ino.getattr(ctx, f, false); err != nil {
+					return 0, 0, err
+				}
+			}
+		}
+		if err := ino.bufferWrite(ctx, src, off); err != nil {
+			return 0, 0, err
+		}
+		f.fs.balanceDirty(ctx)
+		return len(src), off + int64(len(src)), nil
+	}
+	maxWrite := int(f.fs.params.MaxWrite)
+	done := 0
+	var err error
+	for done < len(src) {
+		chunk := src[done:min(done+maxWrite, len(src))]
+		f.fs.writes.Add(1)
+		var n int
+		n, err = f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off) + uint64(done), Flags: uint32(f.flags)}, chunk)
+		if n > 0 {
+			ino.mu.Lock()
+			if f.direct {
+				ino.cache.invalidateLocked()
+			} else {
+				ino.cache.writeLocked(off+int64(done), chunk[:n])
+			}
+			ino.mu.Unlock()
+		}
+		done += n
+		if err != nil || n < len(chunk) {
+			break
+		}
+	}
+	end := off + int64(done)
+	ino.mu.Lock()
+	if done > 0 && uint64(end) > ino.attr.Size {
+		ino.attr.Size = uint64(end) // Linux fuse_write_update_attr
+	}
+	ino.invalidateAttrLocked()
+	ino.mu.Unlock()
+	if done > 0 {
+		return done, end, nil
+	}
+	if err == nil {
+		err = syscall.EIO // the server wrote nothing and said nothing
+	}
+	return 0, off, err
+}
+
+// Seek implements vfs.FileDescriptionImpl.Seek (Linux fuse_file_llseek
+// and fuse_lseek): SEEK_END from the size, SEEK_DATA and SEEK_HOLE through
+// LSEEK after writing back dirty data, or without LSEEK the whole file as
+// data.
+func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64, error) {
+	ctx = f.ctx(ctx)
+	switch whence {
+	case unix.SEEK_END:
+		a, err := f.ino.getattr(ctx, f, false)
+		if err != nil {
+			return 0, err
+		}
+		n := int64(a.Size) + offset
+		if offset > 0 && n < 0 {
+			return 0, syscall.EOVERFLOW
+		}
+		return n, nil
+	case unix.SEEK_DATA, unix.SEEK_HOLE:
+		if offset < 0 {
+			return 0, syscall.ENXIO
+		}
+		if err := f.ino.flushDirty(ctx); err != nil {
+			return 0, err
+		}
+		if !f.fs.noLseek.Load() {
+			n, err := f.fs.conn.Lseek(ctx, f.ino.nodeid, f.fh, uint64(offset), uint32(whence))
+			if err != syscall.ENOSYS {
+				return int64(n), err
+			}
+			f.fs.noLseek.Store(true)
+		}
+		a, err := f.ino.getattr(ctx, f, false)
+		if err != nil {
+			return 0, err
+		}
+		if offset >= int64(a.Size) {
+			return 0, syscall.ENXIO
+		}
+		if whence == unix.SEEK_DATA {
+			return offset, nil
+		}
+		return int64(a.Size), nil
+	}
+	return 0, syscall.EINVAL
+}
+
+// Stat implements vfs.FileDescriptionImpl.Stat (FUSE GETATTR with the
+// handle, or the attribute cache).
+func (f *fileHandle) Stat(ctx context.Context) (vfs.Statx, error) {
+	a, err := f.ino.getattr(f.ctx(ctx), f, false)
+	if err != nil {
+		return vfs.Statx{}, err
+	}
+	return statx(&a), nil
+}
+
+// SetStat implements vfs.FileDescriptionImpl.SetStat (FUSE SETATTR with
+// the handle).
+func (f *fileHandle) SetStat(ctx context.Context, opts *vfs.SetStatOptions) (vfs.Statx, error) {
+	return f.ino.setattr(f.ctx(ctx), f, opts)
+}
+
+// Sync implements vfs.FileDescriptionImpl.Sync: writeback, then FSYNC or
+// FSYNCDIR (Linux fuse_fsync_common); a server without them is taken to
+// have nothing to sync.
+func (f *fileHandle) Sync(ctx context.Context, dataOnly bool) error {
+	ctx = f.ctx(ctx)
+	var flags uint32
+	if dataOnly {
+		flags = FsyncFdatasync
+	}
+	if f.dir {
+		if f.fs.noFsyncdir.Load() {
+			return nil
+		}
+		err := f.fs.conn.Fsyncdir(ctx, f.ino.nodeid, f.fh, flags)
+		if err == syscall.ENOSYS {
+			f.fs.noFsyncdir.Store(true)
+			return nil
+		}
+		return err
+	}
+	if err := f.ino.flushDirty(ctx); err != nil {
+		return err
+	}
+	if f.fs.noFsync.Load() {
+		return nil
+	}
+	err := f.fs.conn.Fsync(ctx, f.ino.nodeid, f.fh, flags)
+	if err == syscall.ENOSYS {
+		f.fs.noFsync.Store(true)
+		return nil
+	}
+	return err
+}
+
+// lkIn builds a lock request for this handle (Linux fuse_lk_fill).
+func (f *fileHandle) lkIn(lk vfs.LockRequest) (LkIn, error) {
+	in := LkIn{Fh: f.fh, Owner: f.owner}
+	switch lk.Type {
+	case unix.F_RDLCK:
+		in.Lk.Type = LockRead
+	case unix.F_WRLCK:
+		in.Lk.Type = LockWrite
+	case unix.F_UNLCK:
+		in.Lk.Type = LockUnlock
+	default:
+		return LkIn{}, syscall.EINVAL
+	}
+	if lk.Type != unix.F_UNLCK {
+		in.Lk.PID = uint32(os.Getpid())
+	}
+	if lk.Flock {
+		in.LkFlags = LkFlock
+		in.Lk.Start, in.Lk.End = 0, math.MaxInt64
+		return in, nil
+	}
+	start, n := lk.Start, lk.Len
+	if n < 0 {
+		start, n = start+n, -n
+	}
+	if start < 0 {
+		return LkIn{}, syscall.EINVAL
+	}
+	in.Lk.Start = uint64(start)
+	if n == 0 || start > math.MaxInt64-n {
+		in.Lk.End = math.MaxInt64
+	} else {
+		in.Lk.End = uint64(start + n - 1)
+	}
+	return in, nil
+}
+
+// lockSupported reports whether the server takes locks of this kind.
+func (f *fileHandle) lockSupported(flock bool) bool {
+	if flock {
+		return f.fs.params.Has(InitFlockLocks)
+	}
+	return f.fs.params.Has(InitPosixLocks)
+}
+
+// Lock implements vfs.FileDescriptionImpl.Lock (FUSE SETLK, SETLKW; flock
+// with FUSE_LK_FLOCK). The owner is the handle, so POSIX locks behave as
+// open file description locks.
+//
+// Errors: ENOLCK if the server did not negotiate the kind of lock
+// (FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS); EAGAIN; EDEADLK; ctx.Err().
+func (f *fileHandle) Lock(ctx context.Context, lk vfs.LockRequest, wait bool) error {
+	if !f.lockSupported(lk.Flock) {
+		return syscall.ENOLCK
+	}
+	in, err := f.lkIn(lk)
+	if err != nil {
+		return err
+	}
+	ctx = f.ctx(ctx)
+	if lk.Flock {
+		f.flockUsed.Store(true)
+	}
+	if wait && lk.Type != unix.F_UNLCK {
+		err = f.fs.conn.Setlkw(ctx, f.ino.nodeid, in)
+	} else {
+		err = f.fs.conn.Setlk(ctx, f.ino.nodeid, in)
+	}
+	if err == syscall.ENOSYS {
+		return syscall.ENOLCK
+	}
+	return err
+}
+
+// GetLock tests for a POSIX lock conflicting with lk (fcntl F_GETLK, FUSE
+// GETLK). It returns the conflicting lock with Type F_UNLCK if there is
+// none.
+//
+// Errors: ENOLCK without FUSE_POSIX_LOCKS; the GETLK's.
+func (f *fileHandle) GetLock(ctx context.Context, lk vfs.LockRequest) (vfs.LockRequest, error) {
+	if !f.lockSupported(false) {
+		return vfs.LockRequest{}, syscall.ENOLCK
+	}
+	in, err := f.lkIn(lk)
+	if err != nil {
+		return vfs.LockRequest{}, err
+	}
+	out, err := f.fs.conn.Getlk(f.ctx(ctx), f.ino.nodeid, in)
+	if err != nil {
+		return vfs.LockRequest{}, err
+	}
+	res := vfs.LockRequest{Start: int64(out.Start)}
+	switch out.Type {
+	case LockRead:
+		res.Type = unix.F_RDLCK
+	case LockWrite:
+		res.Type = unix.F_WRLCK
+	default:
+		return vfs.LockRequest{Type: unix.F_UNLCK}, nil
+	}
+	if out.End != math.MaxInt64 {
+		res.Len = int64(out.End-out.Start) + 1
+	}
+	return res, nil
+}
+
+// Flush implements vfs.FileDescriptionImpl.Flush: writeback of the
+// inode's dirty data, then FUSE FLUSH with the lock owner so that the
+// server drops the handle's POSIX locks (Linux fuse_flush). The first
+// error is returned: nothing written is lost silently on close.
+func (f *fileHandle) Flush(ctx context.Context) error {
+	if f.dir {
+		return nil
+	}
+	ctx = f.ctx(ctx)
+	err := f.ino.flushDirty(ctx)
+	if f.openFlags&OpenNoFlush != 0 || f.fs.noFlush.Load() {
+		return err
+	}
+	ferr := f.fs.conn.Flush(ctx, f.ino.nodeid, f.fh, f.owner)
+	if ferr == syscall.ENOSYS {
+		f.fs.noFlush.Store(true)
+		ferr = nil
+	}
+	if err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// Release implements vfs.FileDescriptionImpl.Release: FUSE RELEASE or
+// RELEASEDIR, with FUSE_RELEASE_FLOCK_UNLOCK if flock was used. Errors
+// are logged: the handle is gone from the client's side either way.
+func (f *fileHandle) Release(ctx context.Context) {
+	if !f.released.CompareAndSwap(false, true) {
+		return
+	}
+	fs, ino := f.fs, f.ino
+	if !f.dir && f.flags&unix.O_ACCMODE != unix.O_RDONLY {
+		// Leave writers under flushMu: no writeback is using f.fh.
+		ino.flushMu.Lock()
+		ino.mu.Lock()
+		if i := slices.Index(ino.writers, f); i >= 0 {
+			ino.writers = slices.Delete(ino.writers, i, i+1)
+		}
+		last := len(ino.writers) == 0
+		ino.mu.Unlock()
+		ino.flushMu.Unlock()
+		if last {
+			// A failed writeback leaves dirty data nobody can write.
+			ino.flushDirty(ctx)
+		}
+	}
+	fs.mu.Lock()
+	delete(fs.files, f)
+	fs.mu.Unlock()
+	in := ReleaseIn{Fh: f.fh, Flags: uint32(f.flags)}
+	if f.flockUsed.Load() {
+		in.ReleaseFlags |= ReleaseFlockUnlock
+		in.LockOwner = f.owner
+	}
+	ctx = f.ctx(ctx)
+	var err error
+	if f.dir {
+		err = fs.conn.Releasedir(ctx, ino.nodeid, in)
+	} else {
+		err = fs.conn.Release(ctx, ino.nodeid, in)
+	}
+	if err != nil && err != syscall.ENOTCONN {
+		fs.log.Warn("fuse: RELEASE failed", "nodeid", ino.nodeid, "fh", f.fh, "err", err)
+	}
+}
