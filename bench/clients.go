@@ -1,0 +1,30 @@
+package bench
+
+import (
+	"context"
+
+	"github.com/govirtiofs/govirtiofs"
+)
+
+// GovirtiofsClient is a client over govirtiofs: open returns a new FS (govirtiofs.Open in a guest,
+// govirtiofs.Dial on the host). Cold means a fresh FS: every Start opens one, and the FS is closed
+// when the measurement ends, so nothing (names, attributes, data) is cached by the client at the
+// start; the host's page cache stays warm.
+func GovirtiofsClient(name string, open func(ctx context.Context) (*govirtiofs.FS, error)) Client {
+	return Client{Name: name, Start: func(ctx context.Context) (FS, func() error, error) {
+		fsys, err := open(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return Govirtiofs{FS: fsys}, fsys.Close, nil
+	}}
+}
+
+// HostOSClient is package os on the shared directory itself (host-os). It has no cache of its own
+// apart from the host kernel's page and dentry caches, which every other client reads through too
+// and which the benchmark never drops: its cold figures are warm-host-cache figures.
+func HostOSClient(dir string) Client {
+	return Client{Name: ClientHostOS, Start: func(context.Context) (FS, func() error, error) {
+		return OS{Root: dir}, func() error { return nil }, nil
+	}}
+}
