@@ -365,11 +365,28 @@ func (f *File) Sync() error {
 }
 
 // lock sends one flock(2) request (FUSE SETLK/SETLKW with FUSE_LK_FLOCK).
+// A server that refuses blocking requests (virtiofsd 7.2 answers SETLKW
+// with EOPNOTSUPP) gets non-blocking ones, repeated with a growing pause
+// until the lock is granted, as a waiting flock(2) would be.
 func (f *File) lock(typ int16, wait bool) error {
 	if err := f.check("flock"); err != nil {
 		return err
 	}
-	return f.wrapErr("flock", f.fd.Lock(f.fs.ctx(), vfs.LockRequest{Type: typ, Flock: true}, wait))
+	ctx := f.fs.ctx()
+	lk := vfs.LockRequest{Type: typ, Flock: true}
+	err := f.fd.Lock(ctx, lk, wait)
+	if wait && errnoOf(err) == syscall.EOPNOTSUPP {
+		pause := 50 * time.Microsecond
+		for {
+			err = f.fd.Lock(ctx, lk, false)
+			if errnoOf(err) != syscall.EAGAIN {
+				break
+			}
+			time.Sleep(pause)
+			pause = min(2*pause, 20*time.Millisecond)
+		}
+	}
+	return f.wrapErr("flock", err)
 }
 
 // Lock takes an exclusive flock(2) lock on the file, waiting for it. As

@@ -3,6 +3,7 @@ package govirtiofs
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -126,6 +127,37 @@ func testLocks(t *testing.T, f *FS) {
 			return osLocker{file}
 		})
 	})
+	// A waiting Lock returns only once the holder has unlocked.
+	holder, err := f.OpenFile("lockme", O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := f.OpenFile("lockme", O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	var unlocked atomic.Bool
+	done := make(chan error)
+	go func() {
+		err := waiter.Lock()
+		if err == nil && !unlocked.Load() {
+			err = errors.New("granted while the holder still had the lock")
+		}
+		done <- err
+	}()
+	unlocked.Store(true)
+	if err := holder.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("waiting Lock: %v", err)
+	}
+	holder.Close()
+	waiter.Close()
+
 	file, err := f.Open("lockme")
 	if err != nil {
 		t.Fatal(err)
