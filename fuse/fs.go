@@ -52,7 +52,7 @@ const (
 	// start flushing it themselves.
 	DefaultWritebackLimit = 16 << 20
 	// DefaultForgetDelay is how long a forget waits for company.
-	DefaultForgetDelay = 2 * time.Millisecond
+	DefaultForgetDelay = 5 * time.Millisecond
 )
 
 // FSOptions configure a Filesystem.
@@ -333,10 +333,13 @@ func (fs *Filesystem) entryValid(d time.Duration) time.Duration {
 func (fs *Filesystem) entry(en *Entry) vfs.Entry {
 	ino := fs.iget(en)
 	return vfs.Entry{
-		Inode:    ino,
-		Mode:     en.Attr.Mode,
-		Valid:    fs.entryValid(en.EntryValid),
-		Submount: en.Attr.Mode&ModeType == ModeDir && en.Attr.Flags&AttrSubmount != 0 && fs.params.Has(InitSubmounts),
+		Inode: ino,
+		Mode:  en.Attr.Mode,
+		Valid: fs.entryValid(en.EntryValid),
+		// FUSE_SUBMOUNTS is asked for in every INIT; servers never echo
+		// it (libfuse: setting it in want has no effect), they just set
+		// FUSE_ATTR_SUBMOUNT, as Linux fc->auto_submounts expects.
+		Submount: en.Attr.Mode&ModeType == ModeDir && en.Attr.Flags&AttrSubmount != 0,
 	}
 }
 

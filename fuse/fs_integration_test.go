@@ -24,8 +24,8 @@ import (
 	"github.com/govirtiofs/govirtiofs/driver"
 	"github.com/govirtiofs/govirtiofs/fuse"
 	"github.com/govirtiofs/govirtiofs/internal/virtiofsdtest"
-	"github.com/govirtiofs/govirtiofs/virtio/vhostuser"
 	"github.com/govirtiofs/govirtiofs/vfs"
+	"github.com/govirtiofs/govirtiofs/virtio/vhostuser"
 )
 
 // fsStack is one share mounted through the whole stack.
@@ -362,5 +362,418 @@ func TestFSBasicOps(t *testing.T) {
 				t.Errorf("sync: %v", err)
 			}
 		})
+	}
+}
+
+// fsStatSize stats path through vfs and returns its size, or -1 with the
+// error.
+func fsStatSize(v *vfs.VirtualFilesystem, path string) (int64, error) {
+	st, err := v.Stat(context.Background(), root, path)
+	if err != nil {
+		return -1, err
+	}
+	return int64(st.Size), nil
+}
+
+func fsPRead(t *testing.T, fd *vfs.FileDescription, n int) string {
+	t.Helper()
+	buf := make([]byte, n)
+	m, err := fd.PRead(context.Background(), buf, 0)
+	if err != nil {
+		t.Fatalf("pread: %v", err)
+	}
+	return string(buf[:m])
+}
+
+func fsHostWrite(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFSCacheModes makes changes on the host and checks when the client
+// sees them, with a fake clock for the timeouts virtiofsd sends (0 with
+// cache=none, 1 s with auto, a day with always).
+func TestFSCacheModes(t *testing.T) {
+	const second = time.Second + time.Millisecond
+
+	t.Run("none", func(t *testing.T) {
+		dir := t.TempDir()
+		host := filepath.Join(dir, "f")
+		fsHostWrite(t, host, "aaaa")
+		s := startFS(t, dir, fsConfig{daemon: virtiofsdtest.Options{Cache: "none"}, fs: fuse.FSOptions{Cache: fuse.CacheNone}, fakeClock: true})
+		if n, err := fsStatSize(s.v, "f"); n != 4 {
+			t.Fatalf("size = %d, %v", n, err)
+		}
+		fsHostWrite(t, host, "bbbbbb")
+		if n, err := fsStatSize(s.v, "f"); n != 6 {
+			t.Errorf("size after a host write = %d, %v; want 6 at once", n, err)
+		}
+		fd, err := s.v.Open(context.Background(), root, "f", unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close(context.Background())
+		if got := fsPRead(t, fd, 16); got != "bbbbbb" {
+			t.Errorf("read = %q", got)
+		}
+		fsHostWrite(t, host, "cc")
+		if got := fsPRead(t, fd, 16); got != "cc" {
+			t.Errorf("read of an open file after a host write = %q, want \"cc\" at once", got)
+		}
+		if err := os.Rename(host, filepath.Join(dir, "g")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fsStatSize(s.v, "f"); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("stat of a name renamed away on the host: %v, want ENOENT at once", err)
+		}
+		if n, err := fsStatSize(s.v, "g"); n != 2 {
+			t.Errorf("stat of the new name = %d, %v", n, err)
+		}
+	})
+
+	t.Run("auto", func(t *testing.T) {
+		dir := t.TempDir()
+		host := filepath.Join(dir, "f")
+		fsHostWrite(t, host, "aaaa")
+		s := startFS(t, dir, fsConfig{daemon: virtiofsdtest.Options{Cache: "auto"}, fs: fuse.FSOptions{Cache: fuse.CacheAuto}, fakeClock: true})
+		ctx := context.Background()
+		if n, err := fsStatSize(s.v, "f"); n != 4 {
+			t.Fatalf("size = %d, %v", n, err)
+		}
+		fsHostWrite(t, host, "bbbbbb")
+		if n, _ := fsStatSize(s.v, "f"); n != 4 {
+			t.Errorf("size within the attribute timeout = %d, want the cached 4", n)
+		}
+		s.clock.advance(second)
+		if n, err := fsStatSize(s.v, "f"); n != 6 {
+			t.Errorf("size after the timeout = %d, %v; want 6", n, err)
+		}
+
+		// Data: cached while open, dropped at the next open.
+		fd, err := s.v.Open(ctx, root, "f", unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fsPRead(t, fd, 16); got != "bbbbbb" {
+			t.Errorf("read = %q", got)
+		}
+		reads := s.fs.Stats().Reads
+		fsHostWrite(t, host, "xxxxxx")
+		if got := fsPRead(t, fd, 16); got != "bbbbbb" {
+			t.Errorf("read of an open file within the timeout = %q, want the cached data", got)
+		}
+		if r := s.fs.Stats().Reads; r != reads {
+			t.Errorf("READs sent for a cached read: %d", r-reads)
+		}
+		fd.Close(ctx)
+		if got := string(fsReadFile(t, s.v, "f")); got != "xxxxxx" {
+			t.Errorf("read after reopening = %q, want the host's new data", got)
+		}
+
+		// An open file sees a host change once the attributes expire
+		// (FUSE_AUTO_INVAL_DATA).
+		fd, err = s.v.Open(ctx, root, "f", unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fd.Close(ctx)
+		if got := fsPRead(t, fd, 16); got != "xxxxxx" {
+			t.Errorf("read = %q", got)
+		}
+		fsHostWrite(t, host, "yyyyyyy")
+		s.clock.advance(second)
+		if got := fsPRead(t, fd, 16); got != "yyyyyyy" {
+			t.Errorf("read of an open file after the timeout = %q, want the host's new data", got)
+		}
+
+		// Names: a host rename is seen once the entry expires.
+		if _, err := fsStatSize(s.v, "f"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(host, filepath.Join(dir, "g")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fsStatSize(s.v, "f"); err != nil {
+			t.Errorf("stat of the old name within the entry timeout: %v, want the cached entry", err)
+		}
+		s.clock.advance(second)
+		if _, err := fsStatSize(s.v, "f"); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("stat of the old name after the timeout: %v, want ENOENT", err)
+		}
+	})
+
+	t.Run("always", func(t *testing.T) {
+		dir := t.TempDir()
+		host := filepath.Join(dir, "f")
+		fsHostWrite(t, host, "aaaa")
+		s := startFS(t, dir, fsConfig{daemon: virtiofsdtest.Options{Cache: "always"}, fs: fuse.FSOptions{Cache: fuse.CacheAlways}, fakeClock: true})
+		if got := string(fsReadFile(t, s.v, "f")); got != "aaaa" {
+			t.Fatalf("read = %q", got)
+		}
+		reads := s.fs.Stats().Reads
+		fsHostWrite(t, host, "zzzz")
+		s.clock.advance(10 * second)
+		if got := string(fsReadFile(t, s.v, "f")); got != "aaaa" {
+			t.Errorf("read after reopening = %q, want the cached data (kept across opens)", got)
+		}
+		if r := s.fs.Stats().Reads; r != reads {
+			t.Errorf("READs sent for cached data: %d", r-reads)
+		}
+		// Writing through the client updates the cache and the host.
+		fd, err := s.v.Open(context.Background(), root, "f", unix.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fd.PWrite(context.Background(), []byte("Q"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if got := fsPRead(t, fd, 16); got != "aQaa" {
+			t.Errorf("read after own write = %q, want the cache updated", got)
+		}
+		fd.Close(context.Background())
+		if got, _ := os.ReadFile(host); string(got) != "zQzz" {
+			t.Errorf("host = %q", got)
+		}
+	})
+}
+
+// TestFSWriteback checks that with FUSE_WRITEBACK_CACHE written data
+// reaches the host only on Sync or Close, and all of it by Close.
+func TestFSWriteback(t *testing.T) {
+	dir := t.TempDir()
+	host := filepath.Join(dir, "f")
+	s := startFS(t, dir, fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: []string{"-o", "writeback"}},
+		conn:   fuse.ConnOptions{WritebackCache: true},
+		fs:     fuse.FSOptions{Cache: fuse.CacheAuto, Writeback: true, WritebackLimit: 1 << 20},
+	})
+	if !s.fs.WritebackEnabled() {
+		t.Fatalf("writeback not negotiated: flags %#x", s.fs.Params().Flags)
+	}
+	ctx := context.Background()
+	fd, err := s.v.Open(ctx, root, "f", unix.O_RDWR|unix.O_CREAT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := fsPattern(300_000, 3)
+	writes := s.fs.Stats().Writes
+	for off := 0; off < len(data); off += 10_000 {
+		if _, err := fd.Write(ctx, data[off:off+10_000]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := os.ReadFile(host); len(got) != 0 {
+		t.Errorf("host has %d bytes before Sync, want none", len(got))
+	}
+	if w := s.fs.Stats().Writes; w != writes {
+		t.Errorf("%d WRITEs sent before Sync", w-writes)
+	}
+	if st, err := fd.Stat(ctx); err != nil || st.Size != uint64(len(data)) {
+		t.Errorf("fstat size = %d, %v; want the local size %d", st.Size, err, len(data))
+	}
+	if got := fsPRead(t, fd, 400_000); got != string(data) {
+		t.Errorf("reading dirty data back gave %d bytes, not what was written", len(got))
+	}
+	if err := fd.Sync(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(host); !bytes.Equal(got, data) {
+		t.Errorf("host has %d bytes after Sync, want the %d written", len(got), len(data))
+	}
+	// A sparse write in the same page as dirty data, then more at the end.
+	if _, err := fd.PWrite(ctx, []byte("AB"), 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fd.PWrite(ctx, []byte("CD"), 100); err != nil {
+		t.Fatal(err)
+	}
+	tail := fsPattern(70_000, 9)
+	if _, err := fd.Write(ctx, tail); err != nil {
+		t.Fatal(err)
+	}
+	copy(data[10:], "AB")
+	copy(data[100:], "CD")
+	data = append(data, tail...)
+	if got, _ := os.ReadFile(host); len(got) != 300_000 {
+		t.Errorf("host has %d bytes before Close, want the 300000 synced", len(got))
+	}
+	if err := fd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(host); !bytes.Equal(got, data) {
+		t.Errorf("host has %d bytes after Close, want the %d written", len(got), len(data))
+	}
+	if d := s.fs.Stats().DirtyBytes; d != 0 {
+		t.Errorf("%d dirty bytes after Close", d)
+	}
+
+	// Past WritebackLimit the writer writes back by itself.
+	fd, err = s.v.Open(ctx, root, "big", unix.O_WRONLY|unix.O_CREAT, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := fsPattern(4<<20, 5)
+	for off := 0; off < len(big); off += 64 << 10 {
+		if _, err := fd.Write(ctx, big[off:off+64<<10]); err != nil {
+			t.Fatal(err)
+		}
+		if d := s.fs.Stats().DirtyBytes; d > 1<<20 {
+			t.Fatalf("%d dirty bytes, more than the 1 MiB limit", d)
+		}
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "big")); fi.Size() < 3<<20 {
+		t.Errorf("host has %d bytes of 4 MiB before Close: the limit did not write back", fi.Size())
+	}
+	if err := fd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "big")); !bytes.Equal(got, big) {
+		t.Errorf("host has %d bytes after Close, want the 4 MiB written", len(got))
+	}
+}
+
+// TestFSForgets walks 10,000 files with a dentry cache of 1,000: every
+// lookup is forgotten, in few hiprio messages, and virtiofsd closes the
+// O_PATH descriptor it kept for each inode.
+func TestFSForgets(t *testing.T) {
+	const files = 10_000
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		f, err := os.Create(filepath.Join(dir, "d", fsName(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	s := startFS(t, dir, fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto"},
+		// A delay long enough for many lookups even under -race.
+		fs:  fuse.FSOptions{Cache: fuse.CacheAuto, ForgetDelay: 50 * time.Millisecond},
+		vfs: vfs.Options{MaxCachedDentries: 1000},
+	})
+	ctx := context.Background()
+	if _, err := s.v.Stat(ctx, root, "."); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.d.FDCount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range files {
+		if _, err := s.v.Stat(ctx, root, "d/"+fsName(i)); err != nil {
+			t.Fatalf("stat %d: %v", i, err)
+		}
+	}
+	walk := time.Since(start)
+	if cs := s.v.CacheStats(); cs.Unreferenced > 1000 {
+		t.Errorf("dentry cache holds %d unreferenced dentries, limit 1000", cs.Unreferenced)
+	}
+	if during, err := s.d.FDCount(); err == nil && during > before+1100+50 {
+		t.Errorf("virtiofsd holds %d descriptors during the walk, %d before: forgets are not flowing", during, before)
+	}
+	s.v.Close(ctx)
+	s.v = nil
+	if err := s.fs.FlushForgets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := s.fs.Stats()
+	t.Logf("walk of %d files: %v; lookups %d, forgotten %d in %d entries and %d hiprio messages", files, walk, st.Lookups, st.Forgotten, st.ForgetEntries, st.HiprioMessages)
+	if st.Lookups < files {
+		t.Errorf("lookups = %d, want at least %d", st.Lookups, files)
+	}
+	if st.Forgotten != st.Lookups {
+		t.Errorf("forgotten %d, lookups %d: want equal", st.Forgotten, st.Lookups)
+	}
+	if st.HiprioMessages*10 > st.Lookups {
+		t.Errorf("%d hiprio messages for %d forgets, want at most a tenth", st.HiprioMessages, st.Lookups)
+	}
+	if st.Inodes != 1 {
+		t.Errorf("%d inodes left, want the root only", st.Inodes)
+	}
+	// virtiofsd handles the hiprio queue on its own thread: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	after := -1
+	for time.Now().Before(deadline) {
+		if after, err = s.d.FDCount(); err != nil || after <= before {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if after != before {
+		t.Errorf("virtiofsd holds %d descriptors after the forgets, %d before", after, before)
+	}
+}
+
+func fsName(i int) string {
+	const digits = "0123456789"
+	b := []byte("f00000")
+	for j := 5; j >= 1; j-- {
+		b[j] = digits[i%10]
+		i /= 10
+	}
+	return string(b)
+}
+
+// TestFSSubmount shares a directory with a tmpfs mounted inside it:
+// virtiofsd announces the submount, which gets its own st_dev; ".."
+// crosses back; files inside work.
+func TestFSSubmount(t *testing.T) {
+	dir := t.TempDir()
+	mnt := virtiofsdtest.Submount(t, dir, "sub")
+	fsHostWrite(t, filepath.Join(mnt, "inside"), "tmpfs data")
+	s := startFS(t, dir, fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto", AnnounceSubmounts: true},
+		fs:     fuse.FSOptions{Cache: fuse.CacheAuto},
+	})
+	ctx := context.Background()
+	rst, err := s.v.Stat(ctx, root, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sst, err := s.v.Stat(ctx, root, "sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sst.Dev == rst.Dev {
+		t.Errorf("sub has the root's st_dev %d", sst.Dev)
+	}
+	var hst unix.Stat_t
+	unix.Stat(mnt, &hst)
+	if sst.Ino != hst.Ino {
+		t.Errorf("sub ino = %d, host %d", sst.Ino, hst.Ino)
+	}
+	fst, err := s.v.Stat(ctx, root, "sub/inside")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fst.Dev != sst.Dev {
+		t.Errorf("sub/inside st_dev %d, sub's %d", fst.Dev, sst.Dev)
+	}
+	up, err := s.v.Stat(ctx, root, "sub/..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Dev != rst.Dev || up.Ino != rst.Ino {
+		t.Errorf("sub/.. = dev %d ino %d, want the root's %d %d", up.Dev, up.Ino, rst.Dev, rst.Ino)
+	}
+	if got := string(fsReadFile(t, s.v, "sub/inside")); got != "tmpfs data" {
+		t.Errorf("read sub/inside = %q", got)
+	}
+	data := fsPattern(100_000, 1)
+	fsWriteFile(t, s.v, "sub/new", data)
+	if got, _ := os.ReadFile(filepath.Join(mnt, "new")); !bytes.Equal(got, data) {
+		t.Errorf("host tmpfs has %d bytes of sub/new, want %d", len(got), len(data))
+	}
+	if got := fsReadFile(t, s.v, "sub/../sub/new"); !bytes.Equal(got, data) {
+		t.Errorf("read back %d bytes", len(got))
+	}
+	if err := s.v.Unlink(ctx, root, "sub/new"); err != nil {
+		t.Error(err)
 	}
 }
