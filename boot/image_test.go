@@ -2,6 +2,7 @@ package boot
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,6 +80,32 @@ func TestCheckStaticBinary(t *testing.T) {
 		if err := checkStaticBinary(tt.path); (err != nil) != tt.wantErr {
 			t.Errorf("checkStaticBinary(%s) = %v, wantErr %v", tt.path, err, tt.wantErr)
 		}
+	}
+}
+
+// TestGuestProgram builds a main package of another module for the guest, then hands the result
+// back as a prebuilt binary.
+func TestGuestProgram(t *testing.T) {
+	cache, src := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.com/tiny\n\ngo 1.22\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := GuestProgram(context.Background(), cache, src, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(bin) != filepath.Base(src) {
+		t.Errorf("GuestProgram named the binary %s, want the directory's name %s", bin, filepath.Base(src))
+	}
+	again, err := GuestProgram(context.Background(), cache, bin, false, nil)
+	if err != nil || again != bin {
+		t.Errorf("GuestProgram(prebuilt %s) = %q, %v; want it unchanged", bin, again, err)
+	}
+	if _, err := GuestProgram(context.Background(), cache, filepath.Join(src, "missing"), false, nil); err == nil {
+		t.Error("GuestProgram accepted a missing path")
 	}
 }
 

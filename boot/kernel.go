@@ -51,7 +51,7 @@ func Kernel(ctx context.Context, cacheDir string, log *slog.Logger) (*KernelFile
 		log = slog.New(slog.DiscardHandler)
 	}
 	root := filepath.Join(cacheDir, "kernel")
-	pkg, version, err := resolveKernelPackage(ctx, log)
+	pkg, version, err := resolveKernelPackageCached(ctx, root, log)
 	if err != nil {
 		if kf, cerr := newestCachedKernel(root); cerr == nil {
 			log.Warn("cannot resolve kernel package; using cached kernel", "err", err, "package", kf.Package, "version", kf.Version)
@@ -81,21 +81,60 @@ func Kernel(ctx context.Context, cacheDir string, log *slog.Logger) (*KernelFile
 	return kf, nil
 }
 
+// aptLists is where apt keeps its package lists; its mtime changes with apt-get update.
+const aptLists = "/var/lib/apt/lists"
+
+// resolution is the cached answer of resolveKernelPackage, valid while aptLists is unchanged
+// (asking apt-cache costs seconds).
+type resolution struct {
+	Package    string    `json:"package"`
+	Version    string    `json:"version"`
+	ListsMTime time.Time `json:"lists_mtime"`
+}
+
+// resolveKernelPackageCached is resolveKernelPackage behind a cache file in root.
+func resolveKernelPackageCached(ctx context.Context, root string, log *slog.Logger) (pkg, version string, err error) {
+	cacheFile := filepath.Join(root, "resolved.json")
+	fi, statErr := os.Stat(aptLists)
+	if statErr == nil {
+		var r resolution
+		if data, err := os.ReadFile(cacheFile); err == nil && json.Unmarshal(data, &r) == nil &&
+			r.ListsMTime.Equal(fi.ModTime()) && r.Package != "" && r.Version != "" {
+			return r.Package, r.Version, nil
+		}
+	}
+	if pkg, version, err = resolveKernelPackage(ctx, log); err != nil {
+		return "", "", err
+	}
+	if fi, err := os.Stat(aptLists); err == nil { // after a possible apt-get update
+		if data, err := json.Marshal(resolution{Package: pkg, Version: version, ListsMTime: fi.ModTime()}); err == nil {
+			if os.MkdirAll(root, 0o755) == nil {
+				writeFileAtomic(cacheFile, data, 0o644)
+			}
+		}
+	}
+	return pkg, version, nil
+}
+
 // resolveKernelPackage finds the versioned package behind linux-image-amd64 and its version.
 func resolveKernelPackage(ctx context.Context, log *slog.Logger) (pkg, version string, err error) {
-	pkg, err = aptDependency(ctx)
+	out, err := aptShow(ctx, kernelMeta)
 	if err != nil {
 		log.Info("apt package lists look empty; running apt-get update", "err", err)
 		if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
 			return "", "", fmt.Errorf("boot: apt-get update: %w: %s", uerr, lastLines(out, 5))
 		}
-		if pkg, err = aptDependency(ctx); err != nil {
+		if out, err = aptShow(ctx, kernelMeta); err != nil {
 			return "", "", err
 		}
 	}
-	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).Output()
-	if err != nil {
-		return "", "", fmt.Errorf("boot: apt-cache show %s: %w", pkg, err)
+	pkg, version, err = parseKernelDepends(out)
+	if err != nil || version != "" {
+		return pkg, version, err
+	}
+	// No "(= version)" on the dependency: ask for the package itself.
+	if out, err = aptShow(ctx, pkg); err != nil {
+		return "", "", err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -106,28 +145,40 @@ func resolveKernelPackage(ctx context.Context, log *slog.Logger) (pkg, version s
 	return "", "", fmt.Errorf("boot: apt-cache show %s: no Version field", pkg)
 }
 
-// aptDependency returns the linux-image-* package that the meta package depends on.
-func aptDependency(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "apt-cache", "depends", kernelMeta).Output()
+// aptShow runs apt-cache show for the candidate version of pkg.
+func aptShow(ctx context.Context, pkg string) ([]byte, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).Output()
 	if err != nil {
-		return "", fmt.Errorf("boot: apt-cache depends %s: %w", kernelMeta, err)
+		return nil, fmt.Errorf("boot: apt-cache show %s: %w", pkg, err)
 	}
-	return parseKernelDepends(out)
+	if len(bytes.TrimSpace(out)) == 0 {
+		return nil, fmt.Errorf("boot: apt-cache show %s: no such package", pkg)
+	}
+	return out, nil
 }
 
-// parseKernelDepends extracts the first "Depends: linux-image-..." line of apt-cache depends.
-func parseKernelDepends(out []byte) (string, error) {
+// parseKernelDepends extracts the linux-image-* dependency of apt-cache show's Depends field,
+// with its exact version if the field pins one ("linux-image-6.1.0-56-amd64 (= 6.1.192-2)").
+func parseKernelDepends(out []byte) (pkg, version string, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if dep, ok := strings.CutPrefix(line, "Depends: "); ok {
-			// apt-cache shows virtual packages in angle brackets.
-			if dep = strings.Trim(dep, "<> "); strings.HasPrefix(dep, "linux-image-") {
-				return dep, nil
+		deps, ok := strings.CutPrefix(sc.Text(), "Depends: ")
+		if !ok {
+			continue
+		}
+		for _, dep := range strings.Split(deps, ",") {
+			dep = strings.TrimSpace(strings.Split(dep, "|")[0])
+			name, constraint, _ := strings.Cut(dep, " ")
+			if !strings.HasPrefix(name, "linux-image-") {
+				continue
 			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(constraint), "(="); ok {
+				version = strings.TrimSpace(strings.TrimSuffix(v, ")"))
+			}
+			return name, version, nil
 		}
 	}
-	return "", fmt.Errorf("boot: no linux-image dependency of %s in apt-cache output", kernelMeta)
+	return "", "", fmt.Errorf("boot: no linux-image dependency of %s in apt-cache output", kernelMeta)
 }
 
 func loadKernelFiles(dir string) (*KernelFiles, error) {

@@ -4,23 +4,25 @@ import "testing"
 
 func TestParseKernelDepends(t *testing.T) {
 	tests := []struct {
-		name, in, want string
-		wantErr        bool
+		name, in, pkg, version string
+		wantErr                bool
 	}{
-		{name: "bookworm", in: "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n", want: "linux-image-6.1.0-56-amd64"},
-		{name: "virtual", in: "linux-image-amd64\n  Depends: <linux-image-6.1.0-9-amd64>\n", want: "linux-image-6.1.0-9-amd64"},
-		{name: "other deps first", in: "linux-image-amd64\n  Depends: foo\n  Depends: linux-image-6.12.1-amd64\n", want: "linux-image-6.12.1-amd64"},
+		{name: "bookworm", in: "Package: linux-image-amd64\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)\n",
+			pkg: "linux-image-6.1.0-56-amd64", version: "6.1.192-2"},
+		{name: "unversioned", in: "Depends: linux-image-6.12.1-amd64\n", pkg: "linux-image-6.12.1-amd64"},
+		{name: "list and alternatives", in: "Depends: foo (>= 1), linux-image-6.1.0-9-amd64 (= 6.1.27-1) | bar\n",
+			pkg: "linux-image-6.1.0-9-amd64", version: "6.1.27-1"},
 		{name: "empty", in: "", wantErr: true},
-		{name: "no image", in: "linux-image-amd64\n  Recommends: firmware\n", wantErr: true},
+		{name: "no image", in: "Package: linux-image-amd64\nRecommends: firmware\n", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseKernelDepends([]byte(tt.in))
+			pkg, version, err := parseKernelDepends([]byte(tt.in))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parseKernelDepends(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
-			if got != tt.want {
-				t.Errorf("parseKernelDepends(%q) = %q, want %q", tt.in, got, tt.want)
+			if pkg != tt.pkg || version != tt.version {
+				t.Errorf("parseKernelDepends(%q) = %q, %q; want %q, %q", tt.in, pkg, version, tt.pkg, tt.version)
 			}
 		})
 	}
