@@ -1,0 +1,116 @@
+package fuse
+
+import (
+	"bytes"
+	"testing"
+)
+
+// cacheContents reads what the page cache holds from offset 0 as a reader
+// would, stopping at the first missing page or at the end-of-file page.
+func cacheContents(c *pageCache) (data []byte, eofKnown bool) {
+	for idx := int64(0); ; idx++ {
+		p, ok := c.pages[idx]
+		if !ok {
+			return data, false
+		}
+		data = append(data, p...)
+		if len(p) < pageSize {
+			return data, true
+		}
+	}
+}
+
+func TestPageCache(t *testing.T) {
+	file := bytes.Repeat([]byte("0123456789"), 1000) // 10,000 bytes: 2 pages and 1808
+	tests := []struct {
+		name    string
+		ops     func(c *pageCache)
+		want    []byte
+		wantEOF bool
+	}{
+		{"short fill knows the end", func(c *pageCache) {
+			c.fillLocked(0, file, len(file), 3*pageSize)
+		}, file, true},
+		{"full fill does not", func(c *pageCache) {
+			c.fillLocked(0, file, 2*pageSize, 2*pageSize)
+		}, file[:2*pageSize], false},
+		{"end at a page boundary is an empty page", func(c *pageCache) {
+			c.fillLocked(0, file, 2*pageSize, 3*pageSize)
+		}, file[:2*pageSize], true},
+		{"write-through updates pages", func(c *pageCache) {
+			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.writeLocked(4090, []byte("ABCDEFGHIJ"))
+		}, func() []byte {
+			b := bytes.Clone(file)
+			copy(b[4090:], "ABCDEFGHIJ")
+			return b
+		}(), true},
+		{"write past the end drops the end page", func(c *pageCache) {
+			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.writeLocked(int64(len(file))+5, []byte("X"))
+		}, file[:2*pageSize], false},
+		{"truncate drops from the size on", func(c *pageCache) {
+			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.truncateLocked(5000)
+		}, file[:pageSize], false},
+		{"invalidate drops all", func(c *pageCache) {
+			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.invalidateLocked()
+		}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c pageCache
+			c.init()
+			tt.ops(&c)
+			got, eof := cacheContents(&c)
+			if !bytes.Equal(got, tt.want) || eof != tt.wantEOF {
+				t.Errorf("cache holds %d bytes (end known %v), want %d (%v)", len(got), eof, len(tt.want), tt.wantEOF)
+			}
+			short := 0
+			for _, p := range c.pages {
+				if len(p) < pageSize {
+					short++
+				}
+			}
+			if short > 1 {
+				t.Errorf("%d short pages, at most one may hold the end", short)
+			}
+		})
+	}
+}
+
+func TestOverlayDirty(t *testing.T) {
+	fs := &Filesystem{writeback: true}
+	ino := &inode{fs: fs, ftype: ModeReg}
+	ino.cache.init()
+	ino.wb.init()
+	ino.attr.Size = 10
+	ino.writers = []*fileHandle{{}}
+	// Writes at 8000 (a hole after the server's 10 bytes) and at 2.
+	ino.wb.dirty[1] = &dirtyPage{lo: 8000 - pageSize, hi: 8000 - pageSize + 3}
+	copy(ino.wb.dirty[1].data[8000-pageSize:], "xyz")
+	ino.wb.dirty[0] = &dirtyPage{lo: 2, hi: 4}
+	copy(ino.wb.dirty[0].data[2:], "AB")
+	ino.wb.size = 8003
+
+	dst := make([]byte, 9000)
+	copy(dst, "0123456789")
+	n := ino.overlayDirty(dst, 0, 10)
+	if n != 8003 {
+		t.Fatalf("overlay extended the read to %d bytes, want the local size 8003", n)
+	}
+	if string(dst[:10]) != "01AB456789" || string(dst[8000:8003]) != "xyz" {
+		t.Errorf("overlay = %q ... %q", dst[:10], dst[8000:8003])
+	}
+	for i := 10; i < 8000; i++ {
+		if dst[i] != 0 {
+			t.Fatalf("byte %d of the hole = %d, want 0", i, dst[i])
+		}
+	}
+	// A read starting inside the second page.
+	dst = make([]byte, 100)
+	if n := ino.overlayDirty(dst, 7990, 0); n != 13 || string(dst[10:13]) != "xyz" {
+		t.Errorf("overlay at 7990 = %d %q", n, dst[:n])
+	}
+}

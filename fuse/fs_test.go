@@ -1,0 +1,399 @@
+package fuse_test
+
+// Unit tests of the client filesystem against fusetest.Server: inode
+// identity and nlookup accounting, the forget batcher, read-ahead and
+// untrusted replies. The real-server tests are in
+// fs_integration_test.go.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govirtiofs/govirtiofs/fuse"
+	"github.com/govirtiofs/govirtiofs/fuse/fusetest"
+	"github.com/govirtiofs/govirtiofs/vfs"
+)
+
+// fakeNode is one node of fsFake: the generation and mode LOOKUP answers
+// and the file's data.
+type fakeNode struct {
+	nodeid, gen uint64
+	mode        uint32
+	data        []byte
+}
+
+// fsFake scripts a server with a flat root directory. Handlers read the
+// nodes map only; tests change it between requests.
+type fsFake struct {
+	srv   *fusetest.Server
+	nodes map[string]*fakeNode
+}
+
+func fakeAttr(n *fakeNode) fuse.Attr {
+	return fuse.Attr{Ino: n.nodeid + 100, Size: uint64(len(n.data)), Mode: n.mode, Nlink: 1, Mtime: time.Unix(1, 0)}
+}
+
+func newFSFake(t *testing.T, maxPages int) *fsFake {
+	f := &fsFake{srv: fusetest.New(fusetest.Options{MaxPages: maxPages}), nodes: map[string]*fakeNode{}}
+	byID := func(id uint64) *fakeNode {
+		for _, n := range f.nodes {
+			if n.nodeid == id {
+				return n
+			}
+		}
+		return nil
+	}
+	f.srv.Handle(fuse.OpLookup, func(r *fusetest.Request) fusetest.Reply {
+		names := r.Strings(0)
+		if len(names) != 1 {
+			return fusetest.Err(syscall.EINVAL)
+		}
+		n := f.nodes[names[0]]
+		if n == nil {
+			return fusetest.Err(syscall.ENOENT)
+		}
+		return fusetest.OK(fusetest.EntryOut(fuse.Entry{NodeID: n.nodeid, Generation: n.gen,
+			EntryValid: time.Hour, AttrValid: time.Hour, Attr: fakeAttr(n)}))
+	})
+	f.srv.Handle(fuse.OpGetattr, func(r *fusetest.Request) fusetest.Reply {
+		if r.NodeID == fuse.RootID {
+			return fusetest.OK(fusetest.AttrOut(fuse.AttrOut{Attr: fuse.Attr{Ino: 1, Mode: fuse.ModeDir | 0o755, Nlink: 2}}))
+		}
+		n := byID(r.NodeID)
+		if n == nil {
+			return fusetest.Err(syscall.ESTALE)
+		}
+		return fusetest.OK(fusetest.AttrOut(fuse.AttrOut{AttrValid: time.Hour, Attr: fakeAttr(n)}))
+	})
+	f.srv.Handle(fuse.OpOpen, func(r *fusetest.Request) fusetest.Reply {
+		return fusetest.OK(fusetest.OpenOut(fuse.OpenOut{Fh: 7}))
+	})
+	f.srv.Handle(fuse.OpRelease, func(r *fusetest.Request) fusetest.Reply { return fusetest.OK(nil) })
+	f.srv.Handle(fuse.OpFlush, func(r *fusetest.Request) fusetest.Reply { return fusetest.OK(nil) })
+	f.srv.Handle(fuse.OpDestroy, func(r *fusetest.Request) fusetest.Reply { return fusetest.OK(nil) })
+	f.srv.Handle(fuse.OpRead, func(r *fusetest.Request) fusetest.Reply {
+		n := byID(r.NodeID)
+		if n == nil {
+			return fusetest.Err(syscall.ESTALE)
+		}
+		off, size := r.U64(8), uint64(r.U32(16))
+		if off >= uint64(len(n.data)) {
+			return fusetest.OK(nil)
+		}
+		return fusetest.OK(n.data[off:min(off+size, uint64(len(n.data)))])
+	})
+	return f
+}
+
+// mount brings up Conn and Filesystem over the fake.
+func (f *fsFake) mount(t *testing.T, opts fuse.FSOptions) *fuse.Filesystem {
+	t.Helper()
+	c, _ := newConn(t, f.srv, fuse.ConnOptions{})
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	fs, err := fuse.NewFilesystem(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// hiprioForgets decodes the FORGET and BATCH_FORGET requests sent so far
+// into (nodeid, nlookup) pairs, and counts the messages.
+func hiprioForgets(t *testing.T, srv *fusetest.Server) (map[uint64]uint64, int) {
+	t.Helper()
+	got := map[uint64]uint64{}
+	msgs := 0
+	for _, r := range srv.Hiprio() {
+		switch r.Opcode {
+		case fuse.OpForget:
+			got[r.NodeID] += r.U64(0)
+		case fuse.OpBatchForget:
+			n := int(r.U32(0))
+			if len(r.Args) != 8+16*n {
+				t.Fatalf("BATCH_FORGET of %d entries has %d bytes", n, len(r.Args))
+			}
+			for i := range n {
+				got[r.U64(8+16*i)] += r.U64(16 + 16*i)
+			}
+		default:
+			t.Fatalf("unexpected hiprio opcode %v", r.Opcode)
+		}
+		msgs++
+	}
+	return got, msgs
+}
+
+func TestFSInodeIdentity(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, gen: 1, mode: fuse.ModeReg | 0o644}
+	fs := f.mount(t, fuse.FSOptions{ForgetDelay: time.Hour})
+	rootIno := fs.Root()
+
+	lookup := func() vfs.Inode {
+		t.Helper()
+		e, err := fs.Lookup(ctx, nil, rootIno, "a")
+		if err != nil || e.Inode == nil {
+			t.Fatalf("Lookup = %+v, %v", e, err)
+		}
+		return e.Inode
+	}
+	a1 := lookup()
+	a2 := lookup()
+	if a1 != a2 {
+		t.Error("two lookups of the same nodeid and generation gave different inodes")
+	}
+	f.nodes["a"].gen = 2
+	b := lookup()
+	if b == a1 {
+		t.Error("a new generation of nodeid 5 gave the old inode")
+	}
+	f.nodes["a"].mode = fuse.ModeDir | 0o755
+	c := lookup()
+	if c == b {
+		t.Error("a new file type of nodeid 5 gave the old inode")
+	}
+	if st := fs.Stats(); st.Lookups != 4 || st.Inodes != 4 {
+		t.Errorf("Stats = %+v, want 4 lookups and 4 inodes (root, a twice stale, c)", st)
+	}
+	for _, i := range []vfs.Inode{a1, a2, b, c} {
+		fs.Release(i)
+	}
+	if err := fs.FlushForgets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := hiprioForgets(t, f.srv)
+	if got[5] != 4 || len(got) != 1 {
+		t.Errorf("forgets = %v, want nodeid 5 forgotten 4 times", got)
+	}
+	if st := fs.Stats(); st.Forgotten != 4 || st.Inodes != 1 {
+		t.Errorf("Stats = %+v, want 4 forgotten and the root left", st)
+	}
+	// A double release is logged and ignored, not counted twice.
+	fs.Release(a1)
+	fs.FlushForgets(ctx)
+	if st := fs.Stats(); st.Forgotten != 4 {
+		t.Errorf("Forgotten = %d after a double release", st.Forgotten)
+	}
+
+	// A missing name is ENOENT.
+	if _, err := fs.Lookup(ctx, nil, rootIno, "missing"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("Lookup(missing) = %v", err)
+	}
+}
+
+func TestFSForgetBatcher(t *testing.T) {
+	tests := []struct {
+		name       string
+		batch      int
+		inodes     int
+		wantBefore int // messages before FlushForgets
+		wantMsgs   int
+	}{
+		{"single goes as FORGET", 4, 1, 0, 1},
+		{"threshold sends at once", 4, 8, 2, 2},
+		{"rest on flush", 4, 10, 2, 3},
+		{"default fits a page", 0, 600, 2, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFSFake(t, 1)
+			for i := range tt.inodes {
+				f.nodes[fsName(i)] = &fakeNode{nodeid: uint64(10 + i), mode: fuse.ModeReg | 0o644}
+			}
+			fs := f.mount(t, fuse.FSOptions{ForgetBatch: tt.batch, ForgetDelay: time.Hour})
+			var inos []vfs.Inode
+			for i := range tt.inodes {
+				e, err := fs.Lookup(ctx, nil, fs.Root(), fsName(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				inos = append(inos, e.Inode)
+			}
+			for _, ino := range inos {
+				fs.Release(ino)
+			}
+			// Full batches went from their own goroutines; Flush waits
+			// for them and sends the rest.
+			if err := fs.FlushForgets(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, msgs := hiprioForgets(t, f.srv)
+			if msgs != tt.wantMsgs {
+				t.Errorf("%d hiprio messages, want %d", msgs, tt.wantMsgs)
+			}
+			if len(got) != tt.inodes {
+				t.Errorf("%d nodeids forgotten, want %d", len(got), tt.inodes)
+			}
+			for id, n := range got {
+				if n != 1 {
+					t.Errorf("nodeid %d forgotten %d times", id, n)
+				}
+			}
+			if tt.inodes == 1 && f.srv.Count(fuse.OpForget) != 1 {
+				t.Errorf("a single forget was not sent as FORGET")
+			}
+			st := fs.Stats()
+			if st.Forgotten != uint64(tt.inodes) || st.ForgetEntries != uint64(tt.inodes) || st.HiprioMessages != uint64(tt.wantMsgs) {
+				t.Errorf("Stats = %+v", st)
+			}
+		})
+	}
+}
+
+func TestFSForgetDelay(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644}
+	fs := f.mount(t, fuse.FSOptions{ForgetDelay: time.Millisecond})
+	e, err := fs.Lookup(ctx, nil, fs.Root(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Release(e.Inode)
+	// The timer sends the partial batch with no Flush.
+	deadline := time.Now().Add(10 * time.Second)
+	for fs.Stats().HiprioMessages == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got, _ := hiprioForgets(t, f.srv); got[5] != 1 {
+		t.Errorf("forgets after the delay = %v, want nodeid 5 once", got)
+	}
+}
+
+func TestFSCloseForgetsEverything(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: []byte("x")}
+	fs := f.mount(t, fuse.FSOptions{ForgetDelay: time.Hour})
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file stays open and vfs is not closed: Close cleans up anyway.
+	_ = fd
+	if err := fs.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.srv.Count(fuse.OpRelease) != 1 || f.srv.Count(fuse.OpDestroy) != 1 {
+		t.Errorf("RELEASE sent %d times, DESTROY %d; want 1 each", f.srv.Count(fuse.OpRelease), f.srv.Count(fuse.OpDestroy))
+	}
+	if got, _ := hiprioForgets(t, f.srv); got[5] != 1 {
+		t.Errorf("forgets = %v, want nodeid 5 once", got)
+	}
+	// vfs letting go afterwards sends nothing more and does not panic.
+	v.Close(ctx)
+	if got, _ := hiprioForgets(t, f.srv); got[5] != 1 {
+		t.Errorf("forgets after vfs.Close = %v", got)
+	}
+	if err := fs.Close(ctx); !errors.Is(err, syscall.ENOTCONN) {
+		t.Errorf("second Close = %v, want ENOTCONN", err)
+	}
+}
+
+func TestFSReadahead(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	data := fsPattern(300_000, 11)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: data}
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheAlways})
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	defer v.Close(ctx)
+	fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close(ctx)
+	var got []byte
+	buf := make([]byte, 1000)
+	for {
+		n, err := fd.Read(ctx, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, not the file's %d", len(got), len(data))
+	}
+	// 300,000 bytes in 128 KiB read-ahead windows: 3 READs, and the end of
+	// the file is known from the short one.
+	if n := f.srv.Count(fuse.OpRead); n != 3 {
+		t.Errorf("%d READs for 300 reads of 1000 bytes, want 3", n)
+	}
+	// Reading again comes from the cache.
+	if n, err := fd.PRead(ctx, buf, 299_500); err != nil || n != 500 || !bytes.Equal(buf[:n], data[299_500:]) {
+		t.Errorf("cached pread at the end = %d, %v", n, err)
+	}
+	if n := f.srv.Count(fuse.OpRead); n != 3 {
+		t.Errorf("%d READs after cached reads, want 3", n)
+	}
+}
+
+func TestFSUntrustedReplies(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644}
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheNone})
+	e, err := fs.Lookup(ctx, nil, fs.Root(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server now claims nodeid 5 is a directory, a file type change
+	// under the same generation.
+	f.nodes["a"].mode = fuse.ModeDir | 0o755
+	if _, err := fs.Getattr(ctx, nil, e.Inode); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Getattr after a type change = %v, want EIO", err)
+	}
+	// A READDIRPLUS entry with a bad file type is EIO from the Conn.
+	f.srv.Handle(fuse.OpOpendir, func(r *fusetest.Request) fusetest.Reply {
+		return fusetest.OK(fusetest.OpenOut(fuse.OpenOut{Fh: 1}))
+	})
+	f.srv.Handle(fuse.OpReleasedir, func(r *fusetest.Request) fusetest.Reply { return fusetest.OK(nil) })
+	f.srv.Handle(fuse.OpReaddirplus, func(r *fusetest.Request) fusetest.Reply {
+		p := fusetest.DirentsPlus(fuse.DirentPlus{Dirent: fuse.Dirent{Ino: 9, Off: 1, Type: 8, Name: "x"},
+			Entry: fuse.Entry{NodeID: 9, Attr: fuse.Attr{Mode: 0o644}}})
+		return fusetest.OK(p)
+	})
+	dir, err := fs.Open(ctx, nil, fs.Root(), unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.ReadDir(ctx, 0, func(vfs.Dirent) bool { return true }); !errors.Is(err, syscall.EIO) {
+		t.Errorf("ReadDir of a bad entry = %v, want EIO", err)
+	}
+	dir.Release(ctx)
+	// A READ reply larger than asked is EIO too (checked by the Conn).
+	f.srv.Handle(fuse.OpRead, func(r *fusetest.Request) fusetest.Reply {
+		b := make([]byte, 16+int(r.U32(16))+10)
+		binary.LittleEndian.PutUint32(b, uint32(len(b)))
+		binary.LittleEndian.PutUint64(b[8:], r.Unique)
+		return fusetest.Reply{Raw: b}
+	})
+	f.nodes["a"].mode = fuse.ModeReg | 0o644
+	fd, err := fs.Open(ctx, nil, e.Inode, unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fd.Read(ctx, make([]byte, 100), 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Read of an overlong reply = %v, want EIO", err)
+	}
+	fd.Release(ctx)
+	fs.Release(e.Inode)
+}
