@@ -674,7 +674,9 @@ func TestFSForgets(t *testing.T) {
 	if cs := s.v.CacheStats(); cs.Unreferenced > 1000 {
 		t.Errorf("dentry cache holds %d unreferenced dentries, limit 1000", cs.Unreferenced)
 	}
-	if during, err := s.d.FDCount(); err == nil && during > before+1100+50 {
+	// vfs keeps 1,000 dentries; virtiofsd may lag behind the forgets a
+	// little, but not by thousands.
+	if during, err := s.d.FDCount(); err == nil && during > before+files/2 {
 		t.Errorf("virtiofsd holds %d descriptors during the walk, %d before: forgets are not flowing", during, before)
 	}
 	s.v.Close(ctx)
