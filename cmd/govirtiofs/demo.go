@@ -19,6 +19,9 @@ var demoShare embed.FS
 // demoPkg is the demo program's package directory, relative to the module root.
 const demoPkg = "cmd/govirtiofs/demo"
 
+// demoWrittenFile is the file the demo program writes into the share (demo.WrittenFile).
+const demoWrittenFile = "written-by-guest.txt"
+
 // demoSubmount is the directory of the copied share on which a tmpfs is mounted, so that the
 // guest sees a submount (virtiofsd -o announce_submounts).
 const demoSubmount = "mnt"

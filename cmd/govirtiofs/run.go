@@ -112,7 +112,7 @@ func run(ctx context.Context, f runFlags, progArgs []string, stdout, stderr io.W
 		spec.Args = boot.TestArgs(progArgs...)
 	}
 	if spec.Program == "" {
-		if spec.Program, spec.BuildFlags, err = demoProgram(ctx, cacheDir, log); err != nil {
+		if spec.Program, err = demoProgram(); err != nil {
 			return 0, err
 		}
 	}
@@ -148,29 +148,20 @@ func run(ctx context.Context, f runFlags, progArgs []string, stdout, stderr io.W
 	}
 	log.Info("guest finished", "exit", code, "boot_to_first_line", t.GuestStart.Round(time.Millisecond), "total", t.Exit.Round(time.Millisecond))
 	if demoShareUsed {
-		if b, err := os.ReadFile(filepath.Join(share, "written-by-guest.txt")); err == nil {
-			log.Info("host reads written-by-guest.txt: " + strings.TrimSpace(string(b)))
+		if b, err := os.ReadFile(filepath.Join(share, demoWrittenFile)); err == nil {
+			log.Info("host reads " + demoWrittenFile + ": " + strings.TrimSpace(string(b)))
 		}
 	}
 	return code, nil
 }
 
-// demoProgram returns the demo's package directory and build flags: the build against the public
-// API if that compiles, else the placeholder.
-func demoProgram(ctx context.Context, cacheDir string, log *slog.Logger) (string, []string, error) {
+// demoProgram returns the demo's package directory.
+func demoProgram() (string, error) {
 	root, err := boot.ModuleRoot()
 	if err != nil || !exists(filepath.Join(root, demoPkg)) {
-		return "", nil, fmt.Errorf("the demo is built from the govirtiofs source tree: run inside it, or pass --prog")
+		return "", fmt.Errorf("the demo is built from the govirtiofs source tree: run inside it, or pass --prog")
 	}
-	dir := filepath.Join(root, demoPkg)
-	log.Info("building the demo program")
-	apiFlags := []string{"-tags=govirtiofs_api"}
-	if _, err := boot.GuestProgram(ctx, cacheDir, dir, false, apiFlags); err != nil {
-		log.Info("the public API does not build yet; using the placeholder demo")
-		log.Debug("demo build with the API", "err", err)
-		return dir, nil, nil
-	}
-	return dir, apiFlags, nil
+	return filepath.Join(root, demoPkg), nil
 }
 
 func exists(p string) bool {

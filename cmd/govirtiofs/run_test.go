@@ -24,10 +24,16 @@ func TestRun(t *testing.T) {
 		args       []string
 		wantCode   int
 		wantStdout []string
+		wantStderr string
 	}{
-		{"demo", nil, 0, []string{`govirtiofs demo: share tag "share"`, "1af4:105a  <- virtio-fs"}},
+		{"demo", nil, 0, []string{
+			`govirtiofs demo: share tag "share"`, "1af4:105a  <- virtio-fs",
+			"      todo.txt (52 bytes)", "    on-tmpfs.txt (54 bytes)", "readme-link -> docs/readme.md",
+			"hello.txt says: Hello from the host!", "wrote and read back written-by-guest.txt",
+			"st_dev of /    = ", "mnt is a submount: its st_dev differs from the root's",
+		}, "host reads written-by-guest.txt: written by the guest at "},
 		{"exit status", []string{"run", "--prog", hello, "--tag", "t1", "--", "-mmio"}, 1,
-			[]string{`hello: GOVIRTIOFS_TAG="t1" args=["-mmio"]`, "no virtio-mmio device"}},
+			[]string{`hello: GOVIRTIOFS_TAG="t1" args=["-mmio"]`, "no virtio-mmio device"}, "guest finished exit=1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +46,9 @@ func TestRun(t *testing.T) {
 				if !strings.Contains(stdout.String(), want) {
 					t.Errorf("stdout lacks %q", want)
 				}
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q", tt.wantStderr)
 			}
 			if t.Failed() {
 				t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())

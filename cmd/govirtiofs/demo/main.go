@@ -2,10 +2,6 @@
 // share named by $GOVIRTIOFS_TAG with the govirtiofs userspace driver, lists its tree, reads a
 // file, writes one back (the host prints it after the VM stops) and shows that the submount at
 // /mnt has its own st_dev.
-//
-// Until the public API (govirtiofs.Open) is complete, the default build is a placeholder that
-// lists the PCI devices and says so; "go build -tags govirtiofs_api" builds the real demo, and
-// "govirtiofs run" uses that build whenever it compiles.
 package main
 
 import (
