@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -352,15 +353,47 @@ func (f *fileHandle) Lock(ctx context.Context, lk vfs.LockRequest, wait bool) er
 	if lk.Flock {
 		f.flockUsed.Store(true)
 	}
-	if wait && lk.Type != unix.F_UNLCK {
+	if wait && lk.Type != unix.F_UNLCK && !f.fs.noSetlkw.Load() {
 		err = f.fs.conn.Setlkw(ctx, f.ino.nodeid, in)
-	} else {
-		err = f.fs.conn.Setlk(ctx, f.ino.nodeid, in)
+		if err != syscall.EOPNOTSUPP && err != syscall.ENOSYS {
+			return err
+		}
+		// virtiofsd (7.2) refuses to block in a lock request.
+		f.fs.noSetlkw.Store(true)
 	}
+	if wait && lk.Type != unix.F_UNLCK {
+		return f.waitLock(ctx, in)
+	}
+	err = f.fs.conn.Setlk(ctx, f.ino.nodeid, in)
 	if err == syscall.ENOSYS {
 		return syscall.ENOLCK
 	}
 	return err
+}
+
+// waitLock emulates SETLKW for a server that will not block: SETLK again
+// after a growing pause (1 ms to 100 ms) until the lock is granted, fails
+// otherwise than with EAGAIN, or ctx ends.
+func (f *fileHandle) waitLock(ctx context.Context, in LkIn) error {
+	pause := time.Millisecond
+	for {
+		err := f.fs.conn.Setlk(ctx, f.ino.nodeid, in)
+		switch err {
+		case syscall.EAGAIN:
+		case syscall.ENOSYS:
+			return syscall.ENOLCK
+		default:
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
 }
 
 // GetLock tests for a POSIX lock conflicting with lk (fcntl F_GETLK, FUSE
@@ -376,6 +409,7 @@ func (f *fileHandle) GetLock(ctx context.Context, lk vfs.LockRequest) (vfs.LockR
 	if err != nil {
 		return vfs.LockRequest{}, err
 	}
+	in.Lk.PID = 0 // virtiofsd tests with F_OFD_GETLK, which wants l_pid 0
 	out, err := f.fs.conn.Getlk(f.ctx(ctx), f.ino.nodeid, in)
 	if err != nil {
 		return vfs.LockRequest{}, err

@@ -152,6 +152,7 @@ type Filesystem struct {
 	noSyncfs   atomic.Bool   // SYNCFS answered ENOSYS
 	noLseek    atomic.Bool   // LSEEK answered ENOSYS
 	noCreate   atomic.Bool   // CREATE answered ENOSYS
+	noSetlkw   atomic.Bool   // SETLKW answered EOPNOTSUPP or ENOSYS: poll SETLK
 }
 
 var _ vfs.FilesystemImpl = (*Filesystem)(nil)

@@ -779,3 +779,202 @@ func TestFSSubmount(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestFSLocksAndSeek takes flock and POSIX locks through two open files
+// and checks them against the host, and resolves SEEK_DATA and SEEK_HOLE
+// as the host does.
+func TestFSLocksAndSeek(t *testing.T) {
+	dir := t.TempDir()
+	host := filepath.Join(dir, "f")
+	hf, err := os.Create(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf.WriteAt(fsPattern(4096, 1), 0)
+	hf.WriteAt(fsPattern(4096, 2), 1<<20)
+	hf.Truncate(2 << 20)
+	hf.Close()
+	s := startFS(t, dir, fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: []string{"-o", "posix_lock", "-o", "flock"}},
+		fs:     fuse.FSOptions{Cache: fuse.CacheAuto},
+	})
+	ctx := context.Background()
+	fd1, err := s.v.Open(ctx, root, "f", unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd2, err := s.v.Open(ctx, root, "f", unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFlock := func() error {
+		f, err := os.Open(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		}
+		return err
+	}
+
+	// flock(2).
+	ex := vfs.LockRequest{Type: unix.F_WRLCK, Flock: true}
+	if err := fd1.Lock(ctx, ex, false); err != nil {
+		t.Fatalf("flock: %v", err)
+	}
+	if err := fd2.Lock(ctx, ex, false); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("conflicting flock = %v, want EAGAIN", err)
+	}
+	if err := hostFlock(); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Errorf("host flock against ours = %v, want EWOULDBLOCK", err)
+	}
+	if err := fd1.Lock(ctx, vfs.LockRequest{Type: unix.F_UNLCK, Flock: true}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd2.Lock(ctx, ex, true); err != nil {
+		t.Errorf("flock after unlock: %v", err)
+	}
+
+	// POSIX record locks: the handle is the owner.
+	rng := vfs.LockRequest{Type: unix.F_WRLCK, Start: 0, Len: 100}
+	if err := fd1.Lock(ctx, rng, false); err != nil {
+		t.Fatalf("F_SETLK: %v", err)
+	}
+	if err := fd2.Lock(ctx, rng, false); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("conflicting F_SETLK = %v, want EAGAIN", err)
+	}
+	type getLocker interface {
+		GetLock(context.Context, vfs.LockRequest) (vfs.LockRequest, error)
+	}
+	if gl, ok := fd2.Impl().(getLocker); !ok {
+		t.Error("file has no GetLock")
+	} else if got, err := gl.GetLock(ctx, rng); err != nil || got.Type != unix.F_WRLCK || got.Start != 0 || got.Len != 100 {
+		t.Errorf("F_GETLK = %+v, %v; want the write lock on [0, 100)", got, err)
+	}
+	// A waiting lock ends with its context, or is granted once the
+	// holder goes (virtiofsd refuses SETLKW: the client retries SETLK).
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	if err := fd2.Lock(short, rng, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting F_SETLKW with a deadline = %v, want DeadlineExceeded", err)
+	}
+	cancel()
+	waited := make(chan error, 1)
+	go func() { waited <- fd2.Lock(ctx, rng, true) }()
+	if err := fd1.Close(ctx); err != nil { // FLUSH drops the handle's locks
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Errorf("F_SETLKW after the holder closed: %v", err)
+	}
+	if err := fd2.Lock(ctx, rng, false); err != nil {
+		t.Errorf("F_SETLK after the holder closed: %v", err)
+	}
+
+	// SEEK_DATA and SEEK_HOLE agree with the host.
+	hfd, err := os.Open(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hfd.Close()
+	for _, c := range []struct {
+		off    int64
+		whence int
+	}{{0, unix.SEEK_DATA}, {0, unix.SEEK_HOLE}, {8192, unix.SEEK_DATA}, {1 << 20, unix.SEEK_HOLE}, {(1 << 20) + 8192, unix.SEEK_DATA}} {
+		want, werr := unix.Seek(int(hfd.Fd()), c.off, c.whence)
+		got, gerr := fd2.Seek(ctx, c.off, c.whence)
+		if werr != nil && !errors.Is(gerr, werr) || werr == nil && (gerr != nil || got != want) {
+			t.Errorf("Seek(%d, %d) = %d, %v; host %d, %v", c.off, c.whence, got, gerr, want, werr)
+		}
+	}
+	if err := fd2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostFlock(); err != nil {
+		t.Errorf("host flock after our files closed: %v", err)
+	}
+}
+
+// TestFSReadDir lists a directory of 300 entries in pieces, with
+// READDIRPLUS and with READDIR, and checks that every lookup READDIRPLUS
+// made is forgotten once vfs lets go.
+func TestFSReadDir(t *testing.T) {
+	for _, plus := range []bool{true, false} {
+		name := "readdir"
+		args := []string{"-o", "no_readdirplus"}
+		if plus {
+			name, args = "readdirplus", []string{"-o", "readdirplus"}
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := map[string]bool{}
+			for i := range 300 {
+				want[fsName(i)] = true
+				fsHostWrite(t, filepath.Join(dir, fsName(i)), "x")
+			}
+			s := startFS(t, dir, fsConfig{
+				daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: args},
+				fs:     fuse.FSOptions{Cache: fuse.CacheAuto},
+			})
+			if got := s.fs.Params().Has(fuse.InitDoReaddirplus); got != plus {
+				t.Fatalf("READDIRPLUS negotiated = %v, want %v", got, plus)
+			}
+			ctx := context.Background()
+			fd, err := s.v.Open(ctx, root, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]int{}
+			for round := 0; ; round++ {
+				got := 0
+				if err := fd.ReadDir(ctx, func(de vfs.Dirent) bool {
+					if got == 37 {
+						return false
+					}
+					got++
+					seen[de.Name]++
+					return true
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if got == 0 {
+					break
+				}
+				if round > 100 {
+					t.Fatal("listing does not end")
+				}
+			}
+			fd.Close(ctx)
+			for n := range want {
+				if seen[n] != 1 {
+					t.Errorf("%s listed %d times", n, seen[n])
+				}
+			}
+			if len(seen) != len(want)+2 {
+				t.Errorf("%d names listed, want %d and . and ..", len(seen), len(want))
+			}
+			// READDIRPLUS filled the dentry cache: a stat needs no LOOKUP.
+			before := s.fs.Stats().Lookups
+			if _, err := s.v.Stat(ctx, root, fsName(5)); err != nil {
+				t.Fatal(err)
+			}
+			if plus && s.fs.Stats().Lookups != before {
+				t.Errorf("stat after READDIRPLUS sent a LOOKUP")
+			}
+			s.v.Close(ctx)
+			s.v = nil
+			if err := s.fs.FlushForgets(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := s.fs.Stats()
+			if plus && st.Lookups < 300 {
+				t.Errorf("lookups = %d, want the 300 of READDIRPLUS at least", st.Lookups)
+			}
+			if st.Forgotten != st.Lookups {
+				t.Errorf("forgotten %d, lookups %d: want equal", st.Forgotten, st.Lookups)
+			}
+		})
+	}
+}
