@@ -205,7 +205,40 @@ func BuildImage(ctx context.Context, cacheDir string, spec ImageSpec, log *slog.
 		return nil, err
 	}
 	log.Debug("built guest image", "path", dst, "bytes", len(img))
+	pruneImages(filepath.Dir(dst), keepImages)
 	return &Image{Path: dst, Size: int64(len(img))}, nil
+}
+
+// keepImages is how many recently used images the cache keeps (each is 10-20 MB).
+const keepImages = 24
+
+// pruneImages removes all but the keep most recently used images in dir (reuse refreshes an
+// image's mtime). The newest ones, which callers are about to boot, always survive.
+func pruneImages(dir string, keep int) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type img struct {
+		path string
+		used time.Time
+	}
+	var imgs []img
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".cpio") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			imgs = append(imgs, img{filepath.Join(dir, e.Name()), fi.ModTime()})
+		}
+	}
+	if len(imgs) <= keep {
+		return
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].used.After(imgs[j].used) })
+	for _, im := range imgs[keep:] {
+		os.Remove(im.path)
+	}
 }
 
 // writeOverlay returns a newc archive holding files (image path -> host path) and static contents,

@@ -3,10 +3,13 @@ package boot
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/u-root/mkuimage/cpio"
 )
@@ -106,6 +109,34 @@ func TestGuestProgram(t *testing.T) {
 	}
 	if _, err := GuestProgram(context.Background(), cache, filepath.Join(src, "missing"), false, nil); err == nil {
 		t.Error("GuestProgram accepted a missing path")
+	}
+}
+
+func TestPruneImages(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.cpio", i))
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := base.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pruneImages(dir, 2)
+	var got []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	want := []string{"3.cpio", "4.cpio", "other"}
+	if !slices.Equal(got, want) {
+		t.Errorf("after pruneImages(2): %q, want %q", got, want)
 	}
 }
 
