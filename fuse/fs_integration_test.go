@@ -978,3 +978,100 @@ func TestFSReadDir(t *testing.T) {
 		})
 	}
 }
+
+// TestFSConcurrent runs goroutines that create, write, read, stat,
+// rename and remove their own files while others read a shared one, with
+// writeback on, under -race; then checks the host and the nlookup
+// accounting.
+func TestFSConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	shared := fsPattern(200_000, 4)
+	if err := os.WriteFile(filepath.Join(dir, "shared"), shared, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startFS(t, dir, fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: []string{"-o", "writeback"}},
+		conn:   fuse.ConnOptions{WritebackCache: true},
+		fs:     fuse.FSOptions{Cache: fuse.CacheAuto, Writeback: true, WritebackLimit: 256 << 10},
+		vfs:    vfs.Options{MaxCachedDentries: 16},
+	})
+	ctx := context.Background()
+	const workers, rounds = 8, 20
+	errc := make(chan error, workers*2)
+	for w := range workers {
+		go func() {
+			errc <- func() error {
+				for r := range rounds {
+					name := fsName(w*1000 + r)
+					data := fsPattern(10_000+r*997, byte(w))
+					fd, err := s.v.Open(ctx, root, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o644)
+					if err != nil {
+						return err
+					}
+					for off := 0; off < len(data); off += 3000 {
+						if _, err := fd.Write(ctx, data[off:min(off+3000, len(data))]); err != nil {
+							return err
+						}
+					}
+					buf := make([]byte, len(data)+10)
+					if n, err := fd.PRead(ctx, buf, 0); err != nil || !bytes.Equal(buf[:n], data) {
+						return errors.New(name + ": read back differs")
+					}
+					if err := fd.Close(ctx); err != nil {
+						return err
+					}
+					if st, err := s.v.Stat(ctx, root, name); err != nil || st.Size != uint64(len(data)) {
+						return errors.New(name + ": wrong size")
+					}
+					if err := s.v.Rename(ctx, root, name, name+".r", 0); err != nil {
+						return err
+					}
+					if r%2 == 0 {
+						if err := s.v.Unlink(ctx, root, name+".r"); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+		go func() {
+			errc <- func() error {
+				for range rounds {
+					fd, err := s.v.Open(ctx, root, "shared", unix.O_RDONLY, 0)
+					if err != nil {
+						return err
+					}
+					buf := make([]byte, len(shared))
+					n, err := fd.PRead(ctx, buf, 0)
+					fd.Close(ctx)
+					if err != nil || !bytes.Equal(buf[:n], shared) {
+						return errors.New("shared: read differs")
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers * 2 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	for w := range workers {
+		for r := 1; r < rounds; r += 2 {
+			got, err := os.ReadFile(filepath.Join(dir, fsName(w*1000+r)+".r"))
+			if want := fsPattern(10_000+r*997, byte(w)); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("host %s: %d bytes, %v; want %d", fsName(w*1000+r), len(got), err, len(want))
+			}
+		}
+	}
+	s.v.Close(ctx)
+	s.v = nil
+	if err := s.fs.FlushForgets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.fs.Stats(); st.Forgotten != st.Lookups || st.DirtyBytes != 0 || st.Inodes != 1 {
+		t.Errorf("after the run: %+v; want all lookups forgotten, nothing dirty, the root left", st)
+	}
+}
