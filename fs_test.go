@@ -5,7 +5,6 @@ import (
 	"flag"
 	"io"
 	"io/fs"
-	"os"
 	"syscall"
 	"testing"
 )
@@ -126,60 +125,6 @@ func TestFileMode(t *testing.T) {
 		}
 	}
 }
-
-// testNames checks leading slashes and the Sys of a FileInfo.
-func testNames(t *testing.T, f *FS) {
-	if err := f.WriteFile("/names/../top-file", []byte("x"), 0o644); err == nil {
-		t.Errorf("WriteFile through a missing directory and .. succeeded")
-	}
-	if err := f.MkdirAll("/names/sub", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WriteFile("/names/sub/file", []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a, err := f.Stat("names/sub/file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := f.Stat("/names//sub/../sub/./file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !SameFile(a, b) {
-		t.Errorf("two names of one file: SameFile false")
-	}
-	st, ok := a.Sys().(*syscall.Stat_t)
-	if !ok || st.Ino == 0 || st.Dev == 0 {
-		t.Errorf("Sys() = %#v, want a *syscall.Stat_t with Ino and Dev", a.Sys())
-	}
-	root, err := f.Stat("/")
-	if err != nil || !root.IsDir() || root.Name() != "/" {
-		t.Errorf("Stat(/) = %v, %v; want the root directory named /", root, err)
-	}
-	if _, err := f.Stat("../../names"); err != nil {
-		t.Errorf("Stat(../../names): %v; .. stops at the share root", err)
-	}
-	_, err = f.Stat("names/missing")
-	var pe *fs.PathError
-	if !errors.As(err, &pe) || pe.Op != "stat" || pe.Path != "names/missing" || pe.Err != syscall.ENOENT || !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Stat(names/missing) = %#v, want PathError{stat names/missing ENOENT}", err)
-	}
-	err = f.Rename("names/missing", "names/x")
-	var le *os.LinkError
-	if !errors.As(err, &le) || le.Op != "rename" || le.Err != syscall.ENOENT {
-		t.Errorf("Rename(names/missing) = %#v, want LinkError{rename ENOENT}", err)
-	}
-	st2, err := f.Statfs("/names")
-	if err != nil || st2.Type != fuseSuperMagic || st2.Bsize == 0 {
-		t.Errorf("Statfs = %+v, %v; want FUSE_SUPER_MAGIC and a block size", st2, err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Errorf("Sync: %v", err)
-	}
-}
-
-func TestNamesMem(t *testing.T) { testNames(t, newMemFS(t)) }
 
 // TestCloseMem checks Close: open files are closed with it, later use is
 // ENOTCONN or fs.ErrClosed.

@@ -36,76 +36,6 @@ func dialTest(t testing.TB, opts Options, dopts virtiofsdtest.Options) (*FS, str
 	return f, dir
 }
 
-// TestCompareVirtiofsd runs every comparison case through the real
-// virtiofsd (xattrs on) in each cache mode, against package os on a
-// directory of the same host filesystem.
-func TestCompareVirtiofsd(t *testing.T) {
-	for _, mode := range []CacheMode{CacheAuto, CacheNone, CacheAlways} {
-		t.Run(mode.String(), func(t *testing.T) {
-			f, _ := dialTest(t, Options{Cache: mode}, virtiofsdtest.Options{Cache: mode.String(), Xattr: true})
-			runCompare(t, f, t.TempDir(), nil)
-		})
-	}
-}
-
-// TestHostViewVirtiofsd checks that what the FS writes is what the host
-// sees in the shared directory, and the reverse.
-func TestHostViewVirtiofsd(t *testing.T) {
-	f, dir := dialTest(t, Options{Cache: CacheNone}, virtiofsdtest.Options{Cache: "none"})
-	if err := f.WriteFile("/from-guest", []byte("guest"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "from-guest")); err != nil || string(b) != "guest" {
-		t.Errorf("host reads %q, %v; want %q", b, err, "guest")
-	}
-	if err := os.WriteFile(filepath.Join(dir, "from-host"), []byte("host"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := f.ReadFile("from-host"); err != nil || string(b) != "host" {
-		t.Errorf("FS reads %q, %v; want %q", b, err, "host")
-	}
-	hi, err := os.Stat(filepath.Join(dir, "from-host"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := f.Stat("from-host")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if describeInfo(fi) != describeInfo(hi) || !fi.ModTime().Equal(hi.ModTime()) {
-		t.Errorf("Stat = %s %v, host %s %v", describeInfo(fi), fi.ModTime(), describeInfo(hi), hi.ModTime())
-	}
-}
-
-func TestIOFSVirtiofsd(t *testing.T) {
-	f, _ := dialTest(t, Options{}, virtiofsdtest.Options{})
-	testIOFS(t, f)
-}
-
-func TestIOFSInvalidVirtiofsd(t *testing.T) {
-	f, _ := dialTest(t, Options{}, virtiofsdtest.Options{})
-	testIOFSInvalid(t, f)
-}
-
-func TestConcurrencyVirtiofsd(t *testing.T) {
-	for _, mode := range []CacheMode{CacheAuto, CacheNone} {
-		t.Run(mode.String(), func(t *testing.T) {
-			f, _ := dialTest(t, Options{Cache: mode, RequestQueues: 2}, virtiofsdtest.Options{Cache: mode.String()})
-			testConcurrency(t, f, 16, 10)
-		})
-	}
-}
-
-func TestLocksVirtiofsd(t *testing.T) {
-	f, _ := dialTest(t, Options{}, virtiofsdtest.Options{ExtraArgs: []string{"-o", "flock"}})
-	testLocks(t, f)
-}
-
-func TestNamesVirtiofsd(t *testing.T) {
-	f, _ := dialTest(t, Options{}, virtiofsdtest.Options{})
-	testNames(t, f)
-}
-
 // TestDAXVirtiofsd checks that asking for DAX on virtiofsd, which has no
 // window, fails clearly.
 func TestDAXVirtiofsd(t *testing.T) {
@@ -165,39 +95,6 @@ func TestCloseVirtiofsd(t *testing.T) {
 	<-d.Done() // virtiofsd exits once its front end is gone
 	if _, err := f.Stat("unclosed"); err == nil {
 		t.Errorf("Stat after Close succeeded")
-	}
-}
-
-// TestSubmountVirtiofsd checks that a host mount point inside the share
-// (announced by virtiofsd) shows as another device, as in a Linux guest.
-func TestSubmountVirtiofsd(t *testing.T) {
-	dir := t.TempDir()
-	virtiofsdtest.Submount(t, dir, "mnt")
-	if err := os.WriteFile(filepath.Join(dir, "mnt", "inner"), []byte("in"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d := virtiofsdtest.Start(t, dir, virtiofsdtest.Options{AnnounceSubmounts: true})
-	f, err := Dial(context.Background(), d.Socket, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dev := func(name string) uint64 {
-		fi, err := f.Stat(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Sys().(*syscall.Stat_t).Dev
-	}
-	if root, mnt, inner := dev("."), dev("mnt"), dev("mnt/inner"); root == mnt || mnt != inner {
-		t.Errorf("st_dev: root %d, mnt %d, mnt/inner %d; want mnt and mnt/inner alike and unlike root", root, mnt, inner)
-	}
-	if b, err := f.ReadFile("mnt/../mnt/inner"); err != nil || string(b) != "in" {
-		t.Errorf("ReadFile(mnt/inner) = %q, %v", b, err)
-	}
-	// Renaming across the mount point is EXDEV, as rename(2) between mounts.
-	if err := f.Rename("mnt/inner", "outer"); !errors.Is(err, syscall.EXDEV) {
-		t.Errorf("Rename across the submount = %v, want EXDEV", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package govirtiofs
+package suite
 
 import (
 	"bytes"
@@ -8,16 +8,19 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/govirtiofs/govirtiofs"
 )
 
-// testConcurrency uses one FS from many goroutines: each works in its own
-// directory and all of them in a shared one, and one *File is shared for
-// ReadAt and WriteAt. Run with -race.
-func testConcurrency(t *testing.T, f *FS, workers, rounds int) {
-	if err := f.MkdirAll("conc/shared", 0o755); err != nil {
+// Concurrency uses one FS from many goroutines below base/conc: each worker works in its own
+// directory and all of them in a shared one, and one *File is shared for ReadAt and WriteAt. Run
+// it with -race.
+func Concurrency(t *testing.T, f *govirtiofs.FS, base string, workers, rounds int) {
+	conc := join(base, "conc")
+	if err := f.MkdirAll(conc+"/shared", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shared, err := f.Create("conc/blocks")
+	shared, err := f.Create(conc + "/blocks")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +30,7 @@ func testConcurrency(t *testing.T, f *FS, workers, rounds int) {
 	errs := make(chan error, workers)
 	for w := range workers {
 		wg.Go(func() {
-			if err := concurrencyWorker(f, shared, w, rounds, block); err != nil {
+			if err := concurrencyWorker(f, conc, shared, w, rounds, block); err != nil {
 				errs <- fmt.Errorf("worker %d: %w", w, err)
 			}
 		})
@@ -38,7 +41,7 @@ func testConcurrency(t *testing.T, f *FS, workers, rounds int) {
 		t.Error(err)
 	}
 	// Each worker left its last round's file in the shared directory.
-	names, err := f.ReadDir("conc/shared")
+	names, err := f.ReadDir(conc + "/shared")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func testConcurrency(t *testing.T, f *FS, workers, rounds int) {
 	}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("conc/shared holds %q, want %q", got, want)
+		t.Errorf("%s/shared holds %q, want %q", conc, got, want)
 	}
 	// Every block of the shared file holds its worker's byte.
 	buf := make([]byte, block)
@@ -65,8 +68,8 @@ func testConcurrency(t *testing.T, f *FS, workers, rounds int) {
 	}
 }
 
-func concurrencyWorker(f *FS, shared *File, w, rounds, block int) error {
-	dir := fmt.Sprintf("conc/w%d", w)
+func concurrencyWorker(f *govirtiofs.FS, conc string, shared *govirtiofs.File, w, rounds, block int) error {
+	dir := fmt.Sprintf("%s/w%d", conc, w)
 	if err := f.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
@@ -89,7 +92,7 @@ func concurrencyWorker(f *FS, shared *File, w, rounds, block int) error {
 		}
 		// The shared directory: create, rename over the previous round's
 		// name, remove the old one.
-		sname := fmt.Sprintf("conc/shared/w%d-%d", w, r)
+		sname := fmt.Sprintf("%s/shared/w%d-%d", conc, w, r)
 		if err := f.WriteFile(sname+".tmp", data, 0o600); err != nil {
 			return err
 		}
@@ -97,15 +100,15 @@ func concurrencyWorker(f *FS, shared *File, w, rounds, block int) error {
 			return err
 		}
 		if r > 0 {
-			if err := f.Remove(fmt.Sprintf("conc/shared/w%d-%d", w, r-1)); err != nil {
+			if err := f.Remove(fmt.Sprintf("%s/shared/w%d-%d", conc, w, r-1)); err != nil {
 				return err
 			}
 		}
-		if _, err := f.ReadDir("conc/shared"); err != nil {
+		if _, err := f.ReadDir(conc + "/shared"); err != nil {
 			return err
 		}
 		// Names others are removing: only ENOENT may come back.
-		if _, err := f.Stat(fmt.Sprintf("conc/shared/w%d-%d", (w+1)%8, r)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if _, err := f.Stat(fmt.Sprintf("%s/shared/w%d-%d", conc, (w+1)%8, r)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		if _, err := shared.WriteAt(mine, int64(w*block)); err != nil {
@@ -126,5 +129,3 @@ func concurrencyWorker(f *FS, shared *File, w, rounds, block int) error {
 	}
 	return f.RemoveAll(dir)
 }
-
-func TestConcurrencyMem(t *testing.T) { testConcurrency(t, newMemFS(t), 16, 20) }

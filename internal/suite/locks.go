@@ -1,4 +1,4 @@
-package govirtiofs
+package suite
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/govirtiofs/govirtiofs"
 )
 
 // locker is the flock interface of one open file.
@@ -99,15 +101,17 @@ func runLockSteps(t *testing.T, open func() locker) []string {
 	return got
 }
 
-// testLocks runs lockSteps on the FS and, to check the expectations
-// themselves, on the host through flock(2).
-func testLocks(t *testing.T, f *FS) {
-	if err := f.WriteFile("lockme", []byte("x"), 0o644); err != nil {
+// Locks runs lockSteps on base/lockme through the FS (virtiofsd needs -o flock) and, to check
+// the expectations themselves, through flock(2) on a file in a local temporary directory; then
+// checks that a waiting Lock is granted once the holder unlocks, and Lock of a closed file.
+func Locks(t *testing.T, f *govirtiofs.FS, base string) {
+	lockme := join(base, "lockme")
+	if err := f.WriteFile(lockme, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("FS", func(t *testing.T) {
 		runLockSteps(t, func() locker {
-			file, err := f.OpenFile("lockme", O_RDWR, 0)
+			file, err := f.OpenFile(lockme, govirtiofs.O_RDWR, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,11 +132,11 @@ func testLocks(t *testing.T, f *FS) {
 		})
 	})
 	// A waiting Lock returns only once the holder has unlocked.
-	holder, err := f.OpenFile("lockme", O_RDWR, 0)
+	holder, err := f.OpenFile(lockme, govirtiofs.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiter, err := f.OpenFile("lockme", O_RDWR, 0)
+	waiter, err := f.OpenFile(lockme, govirtiofs.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +162,7 @@ func testLocks(t *testing.T, f *FS) {
 	holder.Close()
 	waiter.Close()
 
-	file, err := f.Open("lockme")
+	file, err := f.Open(lockme)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,5 +171,3 @@ func testLocks(t *testing.T, f *FS) {
 		t.Errorf("Lock of a closed file = %v, want fs.ErrClosed", err)
 	}
 }
-
-func TestLocksMem(t *testing.T) { testLocks(t, newMemFS(t)) }
