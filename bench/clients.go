@@ -20,6 +20,32 @@ func GovirtiofsClient(name string, open func(ctx context.Context) (*govirtiofs.F
 	}}
 }
 
+// GovirtiofsSession is a client over one govirtiofs FS that lives across measurements: open runs
+// at the first Start, and close (the returned function) closes the FS. It is how the guest
+// measures govirtiofs: closing the FS resets the PCI device, and virtiofsd 7.2 does not survive
+// more than a few reset cycles of one device (it dies with "libvhost-user: Error writing eventfd:
+// Bad file descriptor"), so each VM opens the device once. Cold then means a file set (SetDir)
+// that this FS has never looked up or read: no cached names, attributes or data for it.
+func GovirtiofsSession(name string, open func(ctx context.Context) (*govirtiofs.FS, error)) (Client, func() error) {
+	var fsys *govirtiofs.FS // set by the first successful Start; the runner is sequential
+	c := Client{Name: name, Start: func(ctx context.Context) (FS, func() error, error) {
+		if fsys == nil {
+			f, err := open(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			fsys = f
+		}
+		return Govirtiofs{FS: fsys}, func() error { return nil }, nil
+	}}
+	return c, func() error {
+		if fsys == nil {
+			return nil
+		}
+		return fsys.Close()
+	}
+}
+
 // HostOSClient is package os on the shared directory itself (host-os). It has no cache of its own
 // apart from the host kernel's page and dentry caches, which every other client reads through too
 // and which the benchmark never drops: its cold figures are warm-host-cache figures.

@@ -32,7 +32,7 @@ const (
 const (
 	// RawRecords holds every single measurement, one JSON record a line.
 	RawRecords = "records.jsonl"
-	// ConsoleLog is the VM's whole serial console.
+	// ConsoleLog is the VMs' whole serial consoles, one after the other.
 	ConsoleLog = "console.log"
 )
 
@@ -43,7 +43,7 @@ type HarnessConfig struct {
 	// DataDir is the shared directory, prepared by [Prepare] (default: below the boot cache
 	// directory, kept and reused across runs with the same sizes).
 	DataDir string
-	// Rounds is the number of rounds of each phase (default 3, 1 with Quick).
+	// Rounds is the number of rounds (default 3, 1 with Quick).
 	Rounds int
 	// Quick uses [QuickSizes] instead of [DefaultSizes]; Sizes, if set, overrides both.
 	Quick bool
@@ -54,7 +54,7 @@ type HarnessConfig struct {
 	SkipHost, SkipVM bool
 	// CPUs and MemoryMiB size the VM (default 1 and 1024).
 	CPUs, MemoryMiB int
-	// Timeout bounds the VM's life (default 10 minutes plus 30 per full round).
+	// Timeout bounds each VM's life (default 5 minutes plus 15 at full sizes).
 	Timeout time.Duration
 	// Progress receives a line per measurement and per step; nil discards them.
 	Progress io.Writer
@@ -63,9 +63,9 @@ type HarnessConfig struct {
 }
 
 // Harness runs the benchmark: it prepares DataDir, measures the host clients (host-vhostuser,
-// host-os), then boots one VM with both devices on DataDir and runs the guest program's two
-// phases, collects the records from the console and writes the report and the raw records into
-// OutDir. The host clients run before the VM, not next to it, so that they do not share the CPU
+// host-os), then per round boots a VM per phase ([VMPhases]; each with both devices on DataDir),
+// collects the guest program's records from the console and writes the report and the raw
+// records into OutDir. The host clients run before the VM, not next to it, so that they do not share the CPU
 // with QEMU.
 //
 // Errors: preparation, kernel, image or boot failures, a guest program that fails (its records
@@ -102,7 +102,7 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		cfg.MemoryMiB = 1024
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10*time.Minute + time.Duration(cfg.Rounds)*30*time.Minute*time.Duration(sizes.BigFileSize)/time.Duration(DefaultSizes().BigFileSize)
+		cfg.Timeout = 5*time.Minute + 15*time.Minute*time.Duration(sizes.BigFileSize)/time.Duration(DefaultSizes().BigFileSize)
 	}
 	workloads := Workloads()
 	if len(cfg.Workloads) > 0 {
@@ -130,7 +130,7 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 	}
 	p := &progress{w: cfg.Progress}
 	p.printf("preparing %s", cfg.DataDir)
-	if err := Prepare(cfg.DataDir, sizes); err != nil {
+	if err := Prepare(cfg.DataDir, sizes, cfg.Rounds); err != nil {
 		return nil, err
 	}
 	raw, err := os.Create(filepath.Join(cfg.OutDir, RawRecords))
@@ -169,16 +169,13 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 	}
 
 	if !cfg.SkipVM {
-		note, err := runVM(ctx, &cfg, sizes, workloads, cacheDir, emit, p)
-		if note != "" {
-			notes = append(notes, note)
-		}
+		vmNotes, err := runVMs(ctx, &cfg, sizes, workloads, cacheDir, emit, p)
+		notes = append(notes, vmNotes...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
 			}
 			runErr = err
-			notes = append(notes, fmt.Sprintf("The VM run failed: %v", err))
 		}
 	}
 
@@ -197,21 +194,25 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 // designNote explains in results.md how the run was arranged.
 const designNote = `## How it was run
 
-One VM (QEMU TCG, q35) has a vhost-user-fs-pci device (virtiofsd, cache=auto) and a virtio-9p-pci
-device (security_model=passthrough) on the same prepared host directory. A PCI device bound by
-the kernel's virtio_pci cannot also be driven by the userspace driver, and the modules are not
-unloaded, so the guest runs two phases: first the govirtiofs clients (none, auto, always) with no
-virtio module loaded, all rounds; then it loads virtio_pci, virtiofs and 9p and runs the kernel
-clients (virtiofs; 9p cache=none, loose, mmap with msize=512000), all rounds. Within a phase, for
-each workload the clients take turns and the first one rotates from round to round. The host
-clients (host-vhostuser: govirtiofs.Dial to its own virtiofsd with cache=auto; host-os: package os
-on the directory) run the same rounds before the VM boots. Figures are medians over the rounds.
+Every VM (QEMU TCG, q35) has a vhost-user-fs-pci device (its own virtiofsd, cache=auto) and a
+virtio-9p-pci device (security_model=passthrough) on the same prepared host directory. A PCI device
+bound by the kernel's virtio_pci cannot also be driven by the userspace driver, and virtiofsd 7.2
+dies after a few reset cycles of one device (closing a govirtiofs FS resets the device; the third
+or fourth bring-up ends in "libvhost-user: Error writing eventfd: Bad file descriptor"), so each
+VM brings the device up exactly once. A round is four VMs: govirtiofs-none, govirtiofs-auto,
+govirtiofs-always (each one govirtiofs.Open for all workloads, no virtio module loaded), and the
+kernel clients (the guest loads virtio_pci, virtiofs and 9p, then for each workload mounts
+virtiofs and 9p cache=none, loose, mmap with msize=512000 in turn). The VMs' order rotates from
+round to round, and so does the order of the kernel clients within a workload. The host clients
+(host-vhostuser: govirtiofs.Dial to a virtiofsd of its own, cache=auto; host-os: package os on the
+directory) run all rounds before the first VM boots. Figures are medians over the rounds.
 
-What cold means: every measurement starts a fresh client. For govirtiofs (guest and host) that is
-a new FS (Open or Dial, closed after the measurement), so the client has no cached names,
-attributes or data; for the kernel clients it is a fresh mount followed by
-echo 3 > /proc/sys/vm/drop_caches in the guest. The host's page cache is never dropped, so host-os
-"cold" figures are warm host-cache figures. Warm workloads run once unmeasured on the same client
+What cold means: each round of each workload reads a file set of its own (sets/r<round>-<workload>),
+which no client has touched in that VM or on that connection. For govirtiofs in the guest, cold is
+that: an FS that has never looked up or read those files. For host-vhostuser each measurement also
+dials a fresh virtiofsd and FS. For the kernel clients each measurement is a fresh mount followed
+by echo 3 > /proc/sys/vm/drop_caches. The host's page cache is never dropped, so host-os "cold"
+figures are warm host-cache figures. Warm workloads run once unmeasured on the same client and set
 before the measured pass. Workloads not named cold or warm start cold.`
 
 // progress writes timestamped progress lines.
@@ -230,21 +231,59 @@ func (p *progress) printf(format string, a ...any) {
 	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.t0).Seconds(), fmt.Sprintf(format, a...))
 }
 
-// runVM boots the VM and feeds the guest's records to emit. It returns a note for the report.
-func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Workload, cacheDir string, emit func(Record), p *progress) (string, error) {
+// VMPhases are the guest program's phases, one VM each per round.
+var VMPhases = []string{ClientGovirtiofsNone, ClientGovirtiofsAuto, ClientGovirtiofsAlways, "kernel"}
+
+// runVMs boots a VM per phase per round, rotating the phases' order, and feeds the guest's records
+// to emit. A failing VM is noted and the others still run. It returns notes for the report.
+//
+// Errors: the first VM's failure, or ctx's error.
+func runVMs(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Workload, cacheDir string, emit func(Record), p *progress) ([]string, error) {
 	root, err := boot.ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("bench: the guest program is built from the source tree; run from inside the govirtiofs module: %w", err)
+		return nil, fmt.Errorf("bench: the guest program is built from the source tree; run from inside the govirtiofs module: %w", err)
 	}
 	prog := filepath.Join(root, filepath.FromSlash(GuestProgram))
 	if _, err := os.Stat(prog); err != nil {
-		return "", fmt.Errorf("bench: guest program: %w (run from inside the govirtiofs module)", err)
+		return nil, fmt.Errorf("bench: guest program: %w (run from inside the govirtiofs module)", err)
 	}
 	p.printf("VM: fetching the kernel")
 	kernel, err := boot.Kernel(ctx, cacheDir, cfg.Log)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	console, err := os.Create(filepath.Join(cfg.OutDir, ConsoleLog))
+	if err != nil {
+		return nil, err
+	}
+	defer console.Close()
+	var notes []string
+	var firstErr error
+	t0 := time.Now()
+	for r := 1; r <= cfg.Rounds; r++ {
+		for i := range VMPhases {
+			phase := VMPhases[(i+r-1)%len(VMPhases)]
+			fmt.Fprintf(console, "\n===== round %d, VM %s =====\n", r, phase)
+			note, err := runVM(ctx, cfg, kernel, prog, phase, r, sizes, workloads, cacheDir, console, emit, p)
+			notes = append(notes, note)
+			if err != nil {
+				if ctx.Err() != nil {
+					return notes, ctx.Err()
+				}
+				p.printf("VM %s round %d failed: %v", phase, r, err)
+				notes = append(notes, fmt.Sprintf("VM %s, round %d, failed: %v.", phase, r, err))
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+	}
+	notes = append(notes, fmt.Sprintf("All VMs: %v.", time.Since(t0).Round(time.Second)))
+	return notes, firstErr
+}
+
+// runVM boots one VM running phase for round r. It returns a note for the report.
+func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, prog, phase string, r int, sizes Sizes, workloads []Workload, cacheDir string, console io.Writer, emit func(Record), p *progress) (string, error) {
 	var modules []string
 	for _, m := range kernel.Modules {
 		modules = append(modules, path.Join(boot.GuestModulesDir, filepath.Base(m)))
@@ -258,24 +297,20 @@ func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Wor
 		names = append(names, w.Name)
 	}
 	args := []string{
-		"-tag", VirtiofsTag, "-9p-tag", NinePTag, "-rounds", strconv.Itoa(cfg.Rounds),
+		"-phase", phase, "-round", strconv.Itoa(r),
+		"-tag", VirtiofsTag, "-9p-tag", NinePTag,
 		"-sizes", string(sizesJSON), "-modules", strings.Join(modules, ","),
 		"-workloads", strings.Join(names, ","),
 	}
-	p.printf("VM: building the guest image")
+	p.printf("VM %s round %d: building the guest image", phase, r)
 	img, err := boot.BuildImage(ctx, cacheDir, boot.ImageSpec{
 		Program: prog, Args: args, Tag: VirtiofsTag, Kernel: kernel,
 	}, cfg.Log)
 	if err != nil {
 		return "", err
 	}
-	console, err := os.Create(filepath.Join(cfg.OutDir, ConsoleLog))
-	if err != nil {
-		return "", err
-	}
-	defer console.Close()
-	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest: %s", s) }}
-	p.printf("VM: booting (timeout %v)", cfg.Timeout)
+	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest %s: %s", phase, s) }}
+	p.printf("VM %s round %d: booting (timeout %v)", phase, r, cfg.Timeout)
 	vm, err := boot.Start(ctx, boot.VMConfig{
 		Kernel: kernel.Vmlinuz, Initrd: img.Path,
 		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
@@ -289,7 +324,8 @@ func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Wor
 	code, err := vm.Wait()
 	out.flush()
 	tm := vm.Timings()
-	note := fmt.Sprintf("VM: boot to the guest program %v, whole VM %v (%s).", tm.GuestStart.Round(time.Millisecond), tm.Exit.Round(time.Second), strings.Join(out.phaseTimes, "; "))
+	note := fmt.Sprintf("VM %s, round %d: boot to the guest program %v, whole VM %v.", phase, r,
+		tm.GuestStart.Round(100*time.Millisecond), tm.Exit.Round(time.Second))
 	if err != nil {
 		return note, err
 	}
@@ -305,10 +341,9 @@ type guestLines struct {
 	emit     func(Record)
 	progress func(string)
 
-	mu         sync.Mutex // guards the fields below
-	buf        bytes.Buffer
-	last       []string // the last lines, for error messages
-	phaseTimes []string // "phase X took D" lines
+	mu   sync.Mutex // guards the fields below
+	buf  bytes.Buffer
+	last []string // the last lines, for error messages
 }
 
 func (g *guestLines) Write(b []byte) (int, error) {
@@ -334,9 +369,6 @@ func (g *guestLines) line(s string) {
 	}
 	if s == "" {
 		return
-	}
-	if strings.Contains(s, "phase ") && strings.Contains(s, " took ") {
-		g.phaseTimes = append(g.phaseTimes, strings.TrimPrefix(s, "bench: "))
 	}
 	g.last = append(g.last, s)
 	if len(g.last) > 20 {

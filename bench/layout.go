@@ -71,18 +71,35 @@ func (s Sizes) Validate() error {
 	return nil
 }
 
-// Names in the prepared directory.
+// Names in the prepared directory. Each round of each workload has a file set of its own,
+// sets/r<round>-<workload>/, holding what the workload reads (small/, big, dir/), so that a client
+// that lives across measurements (govirtiofs in the guest, see GovirtiofsSession) meets files it
+// has never seen in every cold measurement.
 const (
+	setsDir    = "sets"
 	smallDir   = "small"
 	bigFile    = "big"
 	listDir    = "dir"
 	scratchDir = "scratch"
-	// layoutFile records the Sizes a directory was prepared with.
+	// layoutFile records the Sizes and rounds a directory was prepared with.
 	layoutFile = "layout.json"
 )
 
-func smallName(i int) string { return fmt.Sprintf("%s/f%05d", smallDir, i) }
-func listName(i int) string  { return fmt.Sprintf("%s/e%06d", listDir, i) }
+// Uses says which parts of a file set a workload reads.
+type Uses uint8
+
+const (
+	UsesSmall Uses = 1 << iota // small/: SmallFiles files of SmallFileSize bytes
+	UsesBig                    // big: BigFileSize bytes
+	UsesDir                    // dir/: DirEntries empty files
+)
+
+// SetDir returns the file set of round r of workload w, relative to the shared directory.
+func SetDir(r int, w string) string { return fmt.Sprintf("%s/r%d-%s", setsDir, r, w) }
+
+func smallName(set string, i int) string { return fmt.Sprintf("%s/%s/f%05d", set, smallDir, i) }
+func bigName(set string) string          { return set + "/" + bigFile }
+func listName(set string, i int) string  { return fmt.Sprintf("%s/%s/e%06d", set, listDir, i) }
 
 // fill writes deterministic pseudo-random bytes into b.
 func fill(b []byte, seed uint64) {
@@ -95,16 +112,19 @@ func fill(b []byte, seed uint64) {
 	}
 }
 
-// Prepare lays out dir for the workloads at sizes s: small/ (SmallFiles files), big, dir/
-// (DirEntries empty files) and an empty scratch/. A directory already prepared with the same
-// sizes is kept as it is, except that scratch/ is emptied.
+// Prepare lays out dir for rounds rounds of the workloads at sizes s: a file set per round and
+// workload (SetDir) with what the workload uses, and an empty scratch/. A directory already
+// prepared with the same sizes and rounds is kept as it is, except that scratch/ is emptied.
 //
 // Errors: invalid sizes, or the first failing file operation.
-func Prepare(dir string, s Sizes) error {
+func Prepare(dir string, s Sizes, rounds int) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	want, err := json.Marshal(s)
+	want, err := json.Marshal(struct {
+		Sizes  Sizes `json:"sizes"`
+		Rounds int   `json:"rounds"`
+	}{s, rounds})
 	if err != nil {
 		return err
 	}
@@ -117,30 +137,45 @@ func Prepare(dir string, s Sizes) error {
 	if got, err := os.ReadFile(filepath.Join(dir, layoutFile)); err == nil && string(got) == string(want) {
 		return nil
 	}
-	for _, d := range []string{smallDir, bigFile, listDir, layoutFile} {
+	for _, d := range []string{setsDir, layoutFile} {
 		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			return err
 		}
 	}
-	for _, d := range []string{smallDir, listDir} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o777); err != nil {
-			return err
-		}
-	}
 	buf := make([]byte, s.SmallFileSize)
-	for i := range s.SmallFiles {
-		fill(buf, uint64(i))
-		if err := os.WriteFile(filepath.Join(dir, smallName(i)), buf, 0o666); err != nil {
-			return err
+	for r := 1; r <= rounds; r++ {
+		for _, w := range Workloads() {
+			set := SetDir(r, w.Name)
+			if err := os.MkdirAll(filepath.Join(dir, set), 0o777); err != nil {
+				return err
+			}
+			if w.Uses&UsesSmall != 0 {
+				if err := os.Mkdir(filepath.Join(dir, set, smallDir), 0o777); err != nil {
+					return err
+				}
+				for i := range s.SmallFiles {
+					fill(buf, uint64(i))
+					if err := os.WriteFile(filepath.Join(dir, smallName(set, i)), buf, 0o666); err != nil {
+						return err
+					}
+				}
+			}
+			if w.Uses&UsesDir != 0 {
+				if err := os.Mkdir(filepath.Join(dir, set, listDir), 0o777); err != nil {
+					return err
+				}
+				for i := range s.DirEntries {
+					if err := os.WriteFile(filepath.Join(dir, listName(set, i)), nil, 0o666); err != nil {
+						return err
+					}
+				}
+			}
+			if w.Uses&UsesBig != 0 {
+				if err := writeBig(filepath.Join(dir, bigName(set)), s.BigFileSize); err != nil {
+					return err
+				}
+			}
 		}
-	}
-	for i := range s.DirEntries {
-		if err := os.WriteFile(filepath.Join(dir, listName(i)), nil, 0o666); err != nil {
-			return err
-		}
-	}
-	if err := writeBig(filepath.Join(dir, bigFile), s.BigFileSize); err != nil {
-		return err
 	}
 	// Written last: a directory whose preparation was interrupted is prepared again.
 	return os.WriteFile(filepath.Join(dir, layoutFile), want, 0o666)

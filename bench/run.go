@@ -56,8 +56,9 @@ type RunConfig struct {
 	Clients   []Client
 	Workloads []Workload
 	Sizes     Sizes
-	// Rounds is the number of rounds (default 1).
-	Rounds int
+	// Rounds is the number of rounds (default 1), numbered from FirstRound (default 1): a round's
+	// number picks the file sets (SetDir) and the client that goes first.
+	Rounds, FirstRound int
 	// Emit receives every record as soon as it is measured, errors included.
 	Emit func(Record)
 	// Progress, if set, receives a line per measurement.
@@ -66,9 +67,9 @@ type RunConfig struct {
 
 // Run measures each workload with each client, Rounds times. Within a round, for each workload
 // the clients take turns, and the client that goes first rotates from round to round (round r
-// starts with client r mod n), so that no client always runs right after a given other one.
-// Every measurement gets a fresh client from [Client.Start]; a warm workload first runs once
-// unmeasured on it, and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
+// starts with client r-1 mod n), so that no client always runs right after a given other one.
+// Every measurement calls [Client.Start] and reads the file set of its round and workload; a
+// warm workload first runs once unmeasured, and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
 //
 // Errors: invalid sizes, or ctx's error when it ends.
 func Run(ctx context.Context, cfg RunConfig) error {
@@ -76,13 +77,15 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	rounds := max(cfg.Rounds, 1)
+	first := max(cfg.FirstRound, 1)
+	last := first + rounds - 1
 	n := len(cfg.Clients)
-	for r := 1; r <= rounds; r++ {
+	for r := first; r <= last; r++ {
 		for _, w := range cfg.Workloads {
 			for i := range n {
 				c := cfg.Clients[(i+r-1)%n]
 				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
-				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name)}
+				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name), Set: SetDir(r, w.Name)}
 				v, d, err := measure(ctx, c, w, env)
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -97,9 +100,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				}
 				if cfg.Progress != nil {
 					if err != nil {
-						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s FAILED: %v", r, rounds, w.Name, c.Name, err))
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s FAILED: %v", r, last, w.Name, c.Name, err))
 					} else {
-						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v)", r, rounds, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond)))
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v)", r, last, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond)))
 					}
 				}
 			}

@@ -25,6 +25,8 @@ type Env struct {
 	// Prefix makes the names a run creates unique: runs of different clients on the same
 	// directory never meet (scratch/<Prefix>-...).
 	Prefix string
+	// Set is the file set the run reads (SetDir).
+	Set string
 }
 
 func (e *Env) scratch(format string, a ...any) string {
@@ -39,6 +41,8 @@ type Workload struct {
 	Unit string
 	// Kind is "metadata", "data" or "mixed": which targets the workload is judged by.
 	Kind string
+	// Uses says which parts of its file set the workload reads.
+	Uses Uses
 	// Warm makes the runner run the workload once unmeasured before measuring, on the same FS.
 	Warm bool
 	// Desc says what one operation is.
@@ -58,25 +62,25 @@ type Workload struct {
 // Workloads returns the workloads in the order they run.
 func Workloads() []Workload {
 	return []Workload{
-		{Name: "stat-cold", Unit: UnitOps, Kind: "metadata", Run: statAll,
+		{Name: "stat-cold", Uses: UsesSmall, Unit: UnitOps, Kind: "metadata", Run: statAll,
 			Desc: "stat of each small file, client caches dropped"},
-		{Name: "stat-warm", Unit: UnitOps, Kind: "metadata", Warm: true, Run: statAll,
+		{Name: "stat-warm", Uses: UsesSmall, Unit: UnitOps, Kind: "metadata", Warm: true, Run: statAll,
 			Desc: "stat of each small file, after one unmeasured pass"},
-		{Name: "open-read-close", Unit: UnitOps, Kind: "metadata", Run: openReadClose,
+		{Name: "open-read-close", Uses: UsesSmall, Unit: UnitOps, Kind: "metadata", Run: openReadClose,
 			Desc: "open, read all (4 KiB), close of each small file"},
-		{Name: "seqread-cold", Unit: UnitMBs, Kind: "data", Run: seqRead,
+		{Name: "seqread-cold", Uses: UsesBig, Unit: UnitMBs, Kind: "data", Run: seqRead,
 			Desc: "sequential read of big, IOSize at a time, client caches dropped"},
-		{Name: "seqread-warm", Unit: UnitMBs, Kind: "data", Warm: true, Run: seqRead,
+		{Name: "seqread-warm", Uses: UsesBig, Unit: UnitMBs, Kind: "data", Warm: true, Run: seqRead,
 			Desc: "sequential read of big, after one unmeasured pass"},
 		{Name: "seqwrite", Unit: UnitMBs, Kind: "data", Run: seqWrite, Cleanup: removeWritten,
 			Desc: "create, write BigFileSize bytes IOSize at a time, close (no fsync)"},
-		{Name: "randread", Unit: UnitOps, Kind: "data", Run: randRead,
+		{Name: "randread", Uses: UsesBig, Unit: UnitOps, Kind: "data", Run: randRead,
 			Desc: "4 KiB pread at random aligned offsets of big"},
-		{Name: "readdir", Unit: UnitEntries, Kind: "metadata", Run: readDir,
+		{Name: "readdir", Uses: UsesDir, Unit: UnitEntries, Kind: "metadata", Run: readDir,
 			Desc: "ReadDir of a directory of DirEntries files, counted per entry"},
 		{Name: "create", Unit: UnitOps, Kind: "metadata", Run: createUnlink,
 			Desc: "create, write 4 KiB, close, unlink"},
-		{Name: "mixed", Unit: UnitOps, Kind: "mixed", Run: mixed,
+		{Name: "mixed", Uses: UsesSmall | UsesBig, Unit: UnitOps, Kind: "mixed", Run: mixed,
 			Desc: "MixedWorkers goroutines cycling stat, open+read+close, 4 KiB pread, create+write+close+unlink"},
 	}
 }
@@ -96,21 +100,20 @@ func statAll(ctx context.Context, fsys FS, env *Env) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		fi, err := fsys.Stat(smallName(i))
+		fi, err := fsys.Stat(smallName(env.Set, i))
 		if err != nil {
 			return 0, err
 		}
 		if fi.Size() != int64(env.Sizes.SmallFileSize) {
-			return 0, fmt.Errorf("stat %s: size %d, want %d", smallName(i), fi.Size(), env.Sizes.SmallFileSize)
+			return 0, fmt.Errorf("stat %s: size %d, want %d", smallName(env.Set, i), fi.Size(), env.Sizes.SmallFileSize)
 		}
 	}
 	return float64(env.Sizes.SmallFiles), nil
 }
 
-// readSmall opens, reads and closes small file i, checking its length; buf is one byte longer
+// readSmall opens, reads and closes a small file, checking its length; buf is one byte longer
 // than the file, so that the read that sees end of file is part of the operation.
-func readSmall(fsys FS, i int, buf []byte) error {
-	name := smallName(i)
+func readSmall(fsys FS, name string, buf []byte) error {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return err
@@ -136,7 +139,7 @@ func openReadClose(ctx context.Context, fsys FS, env *Env) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := readSmall(fsys, i, buf); err != nil {
+		if err := readSmall(fsys, smallName(env.Set, i), buf); err != nil {
 			return 0, err
 		}
 	}
@@ -144,7 +147,7 @@ func openReadClose(ctx context.Context, fsys FS, env *Env) (float64, error) {
 }
 
 func seqRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
-	f, err := fsys.Open(bigFile)
+	f, err := fsys.Open(bigName(env.Set))
 	if err != nil {
 		return 0, err
 	}
@@ -165,7 +168,7 @@ func seqRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
 		}
 	}
 	if total != env.Sizes.BigFileSize {
-		return 0, fmt.Errorf("read %s: %d bytes, want %d", bigFile, total, env.Sizes.BigFileSize)
+		return 0, fmt.Errorf("read %s: %d bytes, want %d", bigName(env.Set), total, env.Sizes.BigFileSize)
 	}
 	return float64(total), f.Close()
 }
@@ -212,7 +215,7 @@ func randomOffsets(n int, size int64, seed uint64) []int64 {
 }
 
 func randRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
-	f, err := fsys.Open(bigFile)
+	f, err := fsys.Open(bigName(env.Set))
 	if err != nil {
 		return 0, err
 	}
@@ -223,19 +226,19 @@ func randRead(ctx context.Context, fsys FS, env *Env) (float64, error) {
 			return 0, err
 		}
 		if n, err := f.ReadAt(buf, off); n != len(buf) {
-			return 0, fmt.Errorf("pread %s at %d: %d bytes: %v", bigFile, off, n, err)
+			return 0, fmt.Errorf("pread %s at %d: %d bytes: %v", bigName(env.Set), off, n, err)
 		}
 	}
 	return float64(env.Sizes.RandomReads), f.Close()
 }
 
 func readDir(ctx context.Context, fsys FS, env *Env) (float64, error) {
-	ents, err := fsys.ReadDir(listDir)
+	ents, err := fsys.ReadDir(env.Set + "/" + listDir)
 	if err != nil {
 		return 0, err
 	}
 	if len(ents) != env.Sizes.DirEntries {
-		return 0, fmt.Errorf("readdir %s: %d entries, want %d", listDir, len(ents), env.Sizes.DirEntries)
+		return 0, fmt.Errorf("readdir %s: %d entries, want %d", env.Set+"/"+listDir, len(ents), env.Sizes.DirEntries)
 	}
 	return float64(len(ents)), nil
 }
@@ -298,7 +301,7 @@ func mixed(ctx context.Context, fsys FS, env *Env) (float64, error) {
 
 func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int64) error {
 	s := env.Sizes
-	big, err := fsys.Open(bigFile)
+	big, err := fsys.Open(bigName(env.Set))
 	if err != nil {
 		return err
 	}
@@ -314,16 +317,16 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 		file := (g*s.MixedOps + i*7) % s.SmallFiles
 		switch i % 4 {
 		case 0:
-			if _, err := fsys.Stat(smallName(file)); err != nil {
+			if _, err := fsys.Stat(smallName(env.Set, file)); err != nil {
 				return err
 			}
 		case 1:
-			if err := readSmall(fsys, file, small); err != nil {
+			if err := readSmall(fsys, smallName(env.Set, file), small); err != nil {
 				return err
 			}
 		case 2:
 			if n, err := big.ReadAt(page, offs[i]); n != len(page) {
-				return fmt.Errorf("pread %s at %d: %d bytes: %v", bigFile, offs[i], n, err)
+				return fmt.Errorf("pread %s at %d: %d bytes: %v", bigName(env.Set), offs[i], n, err)
 			}
 		case 3:
 			if err := createOne(fsys, env.scratch("m%d-%05d", g, i), data); err != nil {

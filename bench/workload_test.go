@@ -19,10 +19,10 @@ func tinySizes() Sizes {
 	}
 }
 
-func prepared(t *testing.T, s Sizes) string {
+func prepared(t *testing.T, s Sizes, rounds int) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := Prepare(dir, s); err != nil {
+	if err := Prepare(dir, s, rounds); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
 	return dir
@@ -31,7 +31,7 @@ func prepared(t *testing.T, s Sizes) string {
 // TestWorkloadsOverOS runs every workload through the os adapter and checks what it counts.
 func TestWorkloadsOverOS(t *testing.T) {
 	s := tinySizes()
-	dir := prepared(t, s)
+	dir := prepared(t, s, 1)
 	want := map[string]float64{
 		"stat-cold":       7,
 		"stat-warm":       7,
@@ -50,7 +50,7 @@ func TestWorkloadsOverOS(t *testing.T) {
 	}
 	for _, w := range ws {
 		t.Run(w.Name, func(t *testing.T) {
-			env := &Env{Sizes: s, Prefix: "t"}
+			env := &Env{Sizes: s, Prefix: "t", Set: SetDir(1, w.Name)}
 			got, err := w.Run(context.Background(), OS{Root: dir}, env)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -86,26 +86,26 @@ func TestWorkloadsDetectWrongContent(t *testing.T) {
 	s := tinySizes()
 	tests := []struct {
 		workload string
-		damage   func(dir string) error
+		damage   func(set string) error
 		wantErr  string
 	}{
 		{"stat-cold", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 5) }, "size 5"},
 		{"open-read-close", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 5) }, "5 bytes, want 100"},
 		{"open-read-close", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00003"), 101) }, "more than 100"},
 		{"seqread-cold", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "4096 bytes"},
-		{"randread", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "pread big"},
+		{"randread", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "pread sets/r1-randread/big"},
 		{"readdir", func(d string) error { return os.Remove(filepath.Join(d, "dir/e000004")) }, "10 entries, want 11"},
 		{"stat-cold", func(d string) error { return os.Remove(filepath.Join(d, "small/f00006")) }, "no such file"},
-		{"create", func(d string) error { return os.RemoveAll(filepath.Join(d, "scratch")) }, "no such file"},
+		{"create", func(d string) error { return os.RemoveAll(filepath.Join(d, "../../scratch")) }, "no such file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.workload, func(t *testing.T) {
-			dir := prepared(t, s)
-			if err := tc.damage(dir); err != nil {
+			dir := prepared(t, s, 1)
+			if err := tc.damage(filepath.Join(dir, SetDir(1, tc.workload))); err != nil {
 				t.Fatal(err)
 			}
 			w, _ := WorkloadByName(tc.workload)
-			_, err := w.Run(context.Background(), OS{Root: dir}, &Env{Sizes: s, Prefix: "t"})
+			_, err := w.Run(context.Background(), OS{Root: dir}, &Env{Sizes: s, Prefix: "t", Set: SetDir(1, tc.workload)})
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("Run error = %v, want one containing %q", err, tc.wantErr)
 			}
@@ -115,15 +115,29 @@ func TestWorkloadsDetectWrongContent(t *testing.T) {
 
 func TestPrepareKeepsAndRedoes(t *testing.T) {
 	s := tinySizes()
-	dir := prepared(t, s)
-	marker := filepath.Join(dir, "small/f00000")
+	dir := prepared(t, s, 2)
+	for _, w := range Workloads() {
+		for r := 1; r <= 2; r++ {
+			set := filepath.Join(dir, SetDir(r, w.Name))
+			for _, part := range []struct {
+				uses Uses
+				name string
+			}{{UsesSmall, smallDir}, {UsesBig, bigFile}, {UsesDir, listDir}} {
+				_, err := os.Stat(filepath.Join(set, part.name))
+				if has := err == nil; has != (w.Uses&part.uses != 0) {
+					t.Errorf("%s: %s present %v, want %v", set, part.name, has, !has)
+				}
+			}
+		}
+	}
+	marker := filepath.Join(dir, SetDir(2, "stat-cold"), "small/f00000")
 	if err := os.WriteFile(marker, []byte("changed"), 0o666); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, scratchDir, "junk"), nil, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if err := Prepare(dir, s); err != nil {
+	if err := Prepare(dir, s, 2); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(marker); string(b) != "changed" {
@@ -133,10 +147,10 @@ func TestPrepareKeepsAndRedoes(t *testing.T) {
 		t.Errorf("Prepare left %d files in scratch", len(ents))
 	}
 	s.SmallFiles = 4
-	if err := Prepare(dir, s); err != nil {
+	if err := Prepare(dir, s, 2); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(dir, smallDir))
+	ents, _ := os.ReadDir(filepath.Join(dir, SetDir(2, "stat-cold"), smallDir))
 	if len(ents) != 4 {
 		t.Errorf("after Prepare with 4 small files: %d files", len(ents))
 	}
@@ -167,7 +181,7 @@ func TestSizesValidate(t *testing.T) {
 // client and stops it, that warm workloads run twice, and that failures become records.
 func TestRunRotation(t *testing.T) {
 	s := tinySizes()
-	dir := prepared(t, s)
+	dir := prepared(t, s, 4)
 	var order []string
 	starts, stops := map[string]int{}, map[string]int{}
 	client := func(name string, fail bool) Client {
@@ -181,21 +195,25 @@ func TestRunRotation(t *testing.T) {
 		}}
 	}
 	var runs int
+	var sets []string
 	counting := Workload{Name: "stat-warm", Unit: UnitOps, Warm: true, Run: func(ctx context.Context, fsys FS, env *Env) (float64, error) {
 		runs++
+		sets = append(sets, env.Set)
 		return statAll(ctx, fsys, env)
 	}}
 	var recs []Record
 	err := Run(context.Background(), RunConfig{
 		Clients:   []Client{client("a", false), client("b", false), client("c", true)},
 		Workloads: []Workload{counting},
-		Sizes:     s, Rounds: 3,
+		Sizes:     s, Rounds: 3, FirstRound: 2,
 		Emit: func(r Record) { recs = append(recs, r) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(order, ""), "ab"+"ba"+"ab"; got != want {
+	// Round 2 starts with the second client, round 3 with the third (which fails), round 4
+	// with the first.
+	if got, want := strings.Join(order, ""), "ba"+"ab"+"ab"; got != want {
 		t.Errorf("order of started clients %q, want %q", got, want)
 	}
 	if starts["a"] != 3 || stops["a"] != 3 || starts["c"] != 3 {
@@ -213,15 +231,18 @@ func TestRunRotation(t *testing.T) {
 			t.Errorf("record %+v: want the start error", r)
 		case r.Client != "c" && (r.Err != "" || r.Value <= 0 || r.Unit != UnitOps):
 			t.Errorf("record %+v: want a positive ops/s figure", r)
-		case r.Round < 1 || r.Round > 3:
+		case r.Round < 2 || r.Round > 4:
 			t.Errorf("record %+v: round out of range", r)
 		}
+	}
+	if sets[0] != "sets/r2-stat-warm" || sets[len(sets)-1] != "sets/r4-stat-warm" {
+		t.Errorf("file sets used %v, want sets/r2-stat-warm ... sets/r4-stat-warm", sets)
 	}
 }
 
 func TestRunStopsOnCancel(t *testing.T) {
 	s := tinySizes()
-	dir := prepared(t, s)
+	dir := prepared(t, s, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
 	err := Run(ctx, RunConfig{

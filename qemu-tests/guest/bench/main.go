@@ -4,16 +4,13 @@
 // vhost-user-fs-pci device (tag -tag) and a virtio-9p-pci device (mount tag -9p-tag) on the same
 // prepared host directory, and no virtio module loaded at boot.
 //
-// It runs in two phases, because a PCI device that the kernel's virtio_pci has bound cannot be
-// driven by the userspace driver any more, and modules are not unloaded:
+// It runs one phase (-phase) of one round (-round) and prints every measurement as a
+// bench.RecordPrefix line for the host to collect:
 //
-//  1. govirtiofs-none, -auto and -always: each measurement opens the device with govirtiofs.Open
-//     and closes it again (which resets the device), all rounds.
-//  2. It loads the baseline modules (-modules, in order), then kernel-virtiofs and kernel-9p-none,
-//     -loose and -mmap: each measurement mounts, drops the caches and unmounts after, all rounds.
-//
-// Within a phase the clients take turns per workload, the first one rotating per round
-// (bench.Run). Every measurement is printed as a bench.RecordPrefix line for the host to collect.
+//   - govirtiofs-none, govirtiofs-auto or govirtiofs-always: one govirtiofs.Open with that cache
+//     mode for all workloads (bench.GovirtiofsSession says why once), closed at the end.
+//   - kernel: it loads the baseline modules (-modules, in order), then for each workload the
+//     kernel clients (virtiofs; 9p cache=none, loose, mmap) take turns, each mounting afresh.
 package main
 
 import (
@@ -30,22 +27,22 @@ import (
 )
 
 func main() {
+	phase := flag.String("phase", "", "govirtiofs-none, govirtiofs-auto, govirtiofs-always or kernel")
+	round := flag.Int("round", 1, "round number: picks the file sets and the first client")
 	tag := flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "virtio-fs tag")
 	tag9p := flag.String("9p-tag", "bench9p", "virtio-9p mount tag")
-	rounds := flag.Int("rounds", 1, "rounds per phase")
 	sizesJSON := flag.String("sizes", "", "bench.Sizes as JSON (default: bench.DefaultSizes)")
-	modules := flag.String("modules", "", "comma-separated kernel modules to load before the kernel phase")
-	phases := flag.String("phases", "govirtiofs,kernel", "phases to run, comma-separated")
+	modules := flag.String("modules", "", "comma-separated kernel modules to load for the kernel phase")
 	only := flag.String("workloads", "", "comma-separated workloads to run (default all)")
 	mnt := flag.String("mnt", "/mnt/bench", "directory below which kernel clients are mounted")
 	flag.Parse()
-	if err := run(*tag, *tag9p, *rounds, *sizesJSON, *modules, *phases, *only, *mnt); err != nil {
+	if err := run(*phase, *round, *tag, *tag9p, *sizesJSON, *modules, *only, *mnt); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, tag9p string, rounds int, sizesJSON, modules, phases, only, mnt string) error {
+func run(phase string, round int, tag, tag9p, sizesJSON, modules, only, mnt string) error {
 	sizes := bench.DefaultSizes()
 	if sizesJSON != "" {
 		if err := json.Unmarshal([]byte(sizesJSON), &sizes); err != nil {
@@ -63,40 +60,42 @@ func run(tag, tag9p string, rounds int, sizesJSON, modules, phases, only, mnt st
 			workloads = append(workloads, w)
 		}
 	}
-	ctx := context.Background()
 	cfg := bench.RunConfig{
-		Workloads: workloads, Sizes: sizes, Rounds: rounds,
+		Workloads: workloads, Sizes: sizes, Rounds: 1, FirstRound: round,
 		Emit:     func(r bench.Record) { fmt.Println(bench.FormatRecord(r)) },
 		Progress: func(s string) { fmt.Println("bench: " + s) },
 	}
-	for _, phase := range strings.Split(phases, ",") {
-		t0 := time.Now()
-		switch phase {
-		case "govirtiofs":
-			cfg.Clients = nil
-			for _, m := range []govirtiofs.CacheMode{govirtiofs.CacheNone, govirtiofs.CacheAuto, govirtiofs.CacheAlways} {
-				cfg.Clients = append(cfg.Clients, bench.GovirtiofsClient("govirtiofs-"+m.String(), func(ctx context.Context) (*govirtiofs.FS, error) {
-					return govirtiofs.Open(ctx, tag, govirtiofs.Options{Cache: m})
-				}))
-			}
-		case "kernel":
-			if modules != "" {
-				if err := bench.LoadModules(strings.Split(modules, ",")); err != nil {
-					return err
-				}
-			}
-			cfg.Clients = []bench.Client{bench.KernelVirtiofsClient(tag, mnt)}
-			for _, c := range []string{"none", "loose", "mmap"} {
-				cfg.Clients = append(cfg.Clients, bench.NinePClient(c, tag9p, mnt))
-			}
-		default:
-			return fmt.Errorf("unknown phase %q", phase)
-		}
-		fmt.Printf("bench: phase %s: %d clients, %d workloads, %d rounds\n", phase, len(cfg.Clients), len(workloads), rounds)
-		if err := bench.Run(ctx, cfg); err != nil {
+	closeFS := func() error { return nil }
+	switch phase {
+	case bench.ClientGovirtiofsNone, bench.ClientGovirtiofsAuto, bench.ClientGovirtiofsAlways:
+		mode, err := govirtiofs.ParseCacheMode(strings.TrimPrefix(phase, "govirtiofs-"))
+		if err != nil {
 			return err
 		}
-		fmt.Printf("bench: phase %s took %v\n", phase, time.Since(t0).Round(time.Millisecond))
+		var c bench.Client
+		c, closeFS = bench.GovirtiofsSession(phase, func(ctx context.Context) (*govirtiofs.FS, error) {
+			return govirtiofs.Open(ctx, tag, govirtiofs.Options{Cache: mode})
+		})
+		cfg.Clients = []bench.Client{c}
+	case "kernel":
+		if modules != "" {
+			if err := bench.LoadModules(strings.Split(modules, ",")); err != nil {
+				return err
+			}
+		}
+		cfg.Clients = []bench.Client{bench.KernelVirtiofsClient(tag, mnt)}
+		for _, c := range []string{"none", "loose", "mmap"} {
+			cfg.Clients = append(cfg.Clients, bench.NinePClient(c, tag9p, mnt))
+		}
+	default:
+		return fmt.Errorf("unknown phase %q", phase)
 	}
-	return nil
+	t0 := time.Now()
+	fmt.Printf("bench: phase %s round %d: %d clients, %d workloads\n", phase, round, len(cfg.Clients), len(workloads))
+	err := bench.Run(context.Background(), cfg)
+	if cerr := closeFS(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing the share: %w", cerr)
+	}
+	fmt.Printf("bench: phase %s round %d took %v\n", phase, round, time.Since(t0).Round(time.Millisecond))
+	return err
 }

@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/govirtiofs/govirtiofs"
+	"github.com/govirtiofs/govirtiofs/boot"
+)
+
+// TestHostClients runs every workload through govirtiofs over vhost-user against the real
+// virtiofsd (one per measurement for host-vhostuser, one for the whole session otherwise) and
+// through package os, and checks that every measurement succeeded. It fails if virtiofsd is
+// missing or the test does not run as root.
+func TestHostClients(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s, 2)
+	ctx := context.Background()
+	var sessionDaemon *daemon
+	session, closeSession := GovirtiofsSession("govirtiofs-session", func(ctx context.Context) (*govirtiofs.FS, error) {
+		d, err := startVirtiofsd(ctx, boot.DefaultVirtiofsd, dir, "auto")
+		if err != nil {
+			return nil, err
+		}
+		sessionDaemon = d
+		return govirtiofs.Dial(ctx, d.sock, govirtiofs.Options{Cache: govirtiofs.CacheAlways})
+	})
+	var recs []Record
+	err := Run(ctx, RunConfig{
+		Clients: []Client{
+			HostVhostuserClient(boot.DefaultVirtiofsd, dir, "auto", govirtiofs.Options{}),
+			session,
+			HostOSClient(dir),
+		},
+		Workloads: Workloads(), Sizes: s, Rounds: 2,
+		Emit: func(r Record) { recs = append(recs, r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closeSession(); err != nil {
+		t.Errorf("closing the session: %v", err)
+	}
+	if sessionDaemon == nil {
+		t.Fatal("the session never started")
+	}
+	sessionDaemon.stop()
+	if want := 3 * 2 * len(Workloads()); len(recs) != want {
+		t.Errorf("%d records, want %d", len(recs), want)
+	}
+	for _, r := range recs {
+		if r.Err != "" || r.Value <= 0 {
+			t.Errorf("%s / %s round %d: value %v, error %q", r.Workload, r.Client, r.Round, r.Value, r.Err)
+		}
+	}
+}
+
+// TestHostVhostuserClientFails checks that a virtiofsd that cannot start is a failed
+// measurement with the reason, not a hang.
+func TestHostVhostuserClientFails(t *testing.T) {
+	c := HostVhostuserClient(boot.DefaultVirtiofsd, "/nonexistent/dir", "auto", govirtiofs.Options{})
+	_, _, err := c.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "virtiofsd") {
+		t.Errorf("Start on a missing directory = %v, want a virtiofsd error", err)
+	}
+}
