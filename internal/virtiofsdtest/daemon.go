@@ -61,13 +61,17 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.d.stderr.Write(p)
 }
 
-// Args returns virtiofsd's arguments for socket, dir and opts.
+// Args returns virtiofsd's arguments for socket, dir and opts. The
+// directory is escaped for virtiofsd's -o option parser (libfuse's
+// fuse_opt), which splits an option list at commas and reads a backslash as
+// an escape: without it a temporary directory whose name holds a comma
+// (a subtest name, say) would be cut short.
 func Args(socket, dir string, opts Options) []string {
 	cache := opts.Cache
 	if cache == "" {
 		cache = "auto"
 	}
-	args := []string{"--socket-path=" + socket, "-o", "source=" + dir, "-o", "cache=" + cache}
+	args := []string{"--socket-path=" + socket, "-o", "source=" + escapeOpt(dir), "-o", "cache=" + cache}
 	if opts.AnnounceSubmounts {
 		args = append(args, "-o", "announce_submounts")
 	}
@@ -75,6 +79,12 @@ func Args(socket, dir string, opts Options) []string {
 		args = append(args, "-o", "xattr")
 	}
 	return append(args, opts.ExtraArgs...)
+}
+
+// escapeOpt escapes the characters fuse_opt treats specially in an option
+// value: the separator (a comma) and the escape character (a backslash).
+func escapeOpt(s string) string {
+	return strings.NewReplacer(`\`, `\\`, ",", `\,`).Replace(s)
 }
 
 // CheckPrerequisites reports why virtiofsd cannot run here, or nil.
@@ -88,7 +98,7 @@ func CheckPrerequisites() error {
 	return nil
 }
 
-// Start starts virtiofsd sharing dir and waits until its socket exists.
+// Start starts virtiofsd sharing dir and waits until its socket listens.
 // The daemon is killed when the test ends, and its stderr is logged if the
 // test failed. Start fails the test (t.Fatal) if virtiofsd is missing, the
 // test is not root, or the socket does not appear in time.
@@ -137,9 +147,12 @@ func Start(t testing.TB, dir string, opts Options) *Daemon {
 	return d
 }
 
-// waitSocket polls for the socket until it exists, the daemon exits, or
+// waitSocket polls until the socket listens, the daemon exits, or
 // startTimeout passes. virtiofsd offers no readiness signal other than the
-// socket itself.
+// socket itself, and it binds the socket a moment before it listens, so a
+// connect in between is refused. A probing connect is no way to find out:
+// virtiofsd serves the first connection it accepts and exits when that one
+// closes. So the listening state is read from /proc/net/unix instead.
 func (d *Daemon) waitSocket() error {
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
@@ -147,7 +160,11 @@ func (d *Daemon) waitSocket() error {
 	defer tick.Stop()
 	for {
 		if fi, err := os.Stat(d.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return nil
+			if ok, err := listening(d.Socket); ok || err != nil {
+				// Without /proc/net/unix an existing socket is all there
+				// is to go on; vhostuser.Dial retries a refused connect.
+				return nil
+			}
 		}
 		select {
 		case <-d.done:
@@ -157,6 +174,35 @@ func (d *Daemon) waitSocket() error {
 		case <-tick.C:
 		}
 	}
+}
+
+// soAcceptCon is __SO_ACCEPTCON, the /proc/net/unix flag of a listening
+// socket (include/linux/net.h).
+const soAcceptCon = 1 << 16
+
+// listening reports whether /proc/net/unix lists a listening socket bound to
+// path. The lines are "Num RefCount Protocol Flags Type St Inode Path", all
+// hexadecimal but the inode, with the path last.
+func listening(path string) (bool, error) {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return false, err
+	}
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSuffix(line, "\n")
+		if !strings.HasSuffix(line, " "+path) {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		flags, err := strconv.ParseUint(f[3], 16, 32)
+		if err == nil && flags&soAcceptCon != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Kill kills virtiofsd and its sandboxed child with SIGKILL and waits for

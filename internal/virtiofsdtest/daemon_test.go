@@ -12,17 +12,19 @@ import (
 func TestArgs(t *testing.T) {
 	tests := []struct {
 		name string
+		dir  string
 		opts Options
 		want []string
 	}{
-		{"default", Options{}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto"}},
-		{"none", Options{Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none"}},
-		{"all", Options{Cache: "always", AnnounceSubmounts: true, Xattr: true, ExtraArgs: []string{"-o", "log_level=debug"}},
+		{"default", "D", Options{}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto"}},
+		{"none", "D", Options{Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none"}},
+		{"all", "D", Options{Cache: "always", AnnounceSubmounts: true, Xattr: true, ExtraArgs: []string{"-o", "log_level=debug"}},
 			[]string{"--socket-path=S", "-o", "source=D", "-o", "cache=always", "-o", "announce_submounts", "-o", "xattr", "-o", "log_level=debug"}},
+		{"comma and backslash escaped", `/t/a,b\c`, Options{}, []string{"--socket-path=S", "-o", `source=/t/a\,b\\c`, "-o", "cache=auto"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Args("S", "D", tt.opts); !slices.Equal(got, tt.want) {
+			if got := Args("S", tt.dir, tt.opts); !slices.Equal(got, tt.want) {
 				t.Errorf("Args = %q, want %q", got, tt.want)
 			}
 		})
@@ -58,6 +60,26 @@ func TestStartConnectKill(t *testing.T) {
 		t.Error("read from killed virtiofsd's socket succeeded")
 	}
 	d.Kill() // idempotent
+}
+
+// TestStartOddDir shares directories whose names fuse_opt would split or
+// unescape: the parts before the comma do not exist, so virtiofsd would
+// exit at once ("failed to stat source") if it saw a cut-short path.
+func TestStartOddDir(t *testing.T) {
+	for _, name := range []string{"a,b", `c\d,e`, `f\`} {
+		t.Run("", func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			d := Start(t, dir, Options{})
+			c, err := net.Dial("unix", d.Socket)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			c.Close()
+		})
+	}
 }
 
 func TestSubmount(t *testing.T) {
