@@ -357,7 +357,7 @@ func (fd *FileDescription) Stat(ctx context.Context) (Statx, error) {
 // futimens).
 //
 // Errors: EBADF; EINVAL for SetSize on a file not opened for writing or
-// not regular (EISDIR on a directory), as Linux do_sys_ftruncate; and the
+// not regular (a directory included), as Linux do_sys_ftruncate; and the
 // implementation's errors.
 func (fd *FileDescription) SetStat(ctx context.Context, opts *SetStatOptions) error {
 	if err := fd.get(); err != nil {
@@ -365,10 +365,9 @@ func (fd *FileDescription) SetStat(ctx context.Context, opts *SetStatOptions) er
 	}
 	defer fd.put(ctx)
 	if opts.Mask&SetSize != 0 {
-		if fd.isDir {
-			return syscall.EISDIR
-		}
-		if !fd.writable() || fd.d.mode&S_IFMT != S_IFREG {
+		// A directory is never open for writing: EINVAL, where
+		// truncate(2) of its path says EISDIR.
+		if fd.isDir || !fd.writable() || fd.d.mode&S_IFMT != S_IFREG {
 			return syscall.EINVAL
 		}
 		if int64(opts.Size) < 0 {
