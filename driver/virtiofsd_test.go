@@ -248,13 +248,16 @@ func TestVirtiofsdKilled(t *testing.T) {
 	}
 	vd.Kill()
 	killed := time.Now()
+	// One deadline for all: every caller fails within 1 s of the kill.
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
 	for range goroutines {
 		select {
 		case err := <-errc:
 			if !errors.Is(err, syscall.ENOTCONN) {
 				t.Errorf("in-flight call: %v, want ENOTCONN", err)
 			}
-		case <-time.After(time.Second):
+		case <-deadline.C:
 			t.Fatal("a call was still waiting 1 s after virtiofsd died")
 		}
 	}
@@ -266,9 +269,9 @@ func TestVirtiofsdKilled(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	leakDeadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
+		if time.Now().After(leakDeadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
