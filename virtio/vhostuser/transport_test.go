@@ -318,3 +318,33 @@ func TestReset(t *testing.T) {
 	s.bringUp(t)
 	s.init(t)
 }
+
+// TestDialTag checks where the tag comes from: the device config when the
+// back end serves GET_CONFIG, else the caller's Options.Tag (virtiofsd 7.2
+// offers MQ and REPLY_ACK but not CONFIG). num_request_queues follows the
+// back end's queue count (GET_QUEUE_NUM with MQ).
+func TestDialTag(t *testing.T) {
+	d := virtiofsdtest.Start(t, t.TempDir(), virtiofsdtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := Dial(ctx, d.Socket, Options{Tag: "caller-tag", MemorySize: 1 << 20})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer tr.Close()
+	cfg := make([]byte, fsConfigLen)
+	if err := tr.ReadConfig(0, cfg); err != nil {
+		t.Fatal(err)
+	}
+	tag := string(bytes.TrimRight(cfg[:36], "\x00"))
+	if p := tr.ProtocolFeatures(); p&protocolConfig == 0 {
+		if tag != "caller-tag" {
+			t.Errorf("tag %q without CONFIG, want the caller's %q", tag, "caller-tag")
+		}
+	} else if tag == "" {
+		t.Errorf("empty tag from the device config")
+	}
+	if n := binary.LittleEndian.Uint32(cfg[36:]); int(n) != tr.NumQueues()-1 {
+		t.Errorf("num_request_queues %d with %d queues, want %d", n, tr.NumQueues(), tr.NumQueues()-1)
+	}
+}
