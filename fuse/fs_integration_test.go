@@ -632,6 +632,34 @@ func TestFSWriteback(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "big")); !bytes.Equal(got, big) {
 		t.Errorf("host has %d bytes after Close, want the 4 MiB written", len(got))
 	}
+
+	// The filesystem-wide Sync (syncfs) writes back every open file's
+	// dirty data.
+	var fds []*vfs.FileDescription
+	for i, name := range []string{"s1", "s2"} {
+		fd, err := s.v.Open(ctx, root, name, unix.O_RDWR|unix.O_CREAT, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		if _, err := fd.Write(ctx, fsPattern(50_000, byte(i))); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); len(got) != 0 {
+			t.Errorf("host has %d bytes of %s before Sync, want none", len(got), name)
+		}
+	}
+	if err := s.v.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"s1", "s2"} {
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, fsPattern(50_000, byte(i))) {
+			t.Errorf("host has %d bytes of %s after the filesystem Sync, want the 50000 written", len(got), name)
+		}
+		if err := fds[i].Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // TestFSForgets walks 10,000 files with a dentry cache of 1,000: every
