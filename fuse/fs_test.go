@@ -285,8 +285,19 @@ func TestFSCloseForgetsEverything(t *testing.T) {
 	}
 	// The file stays open and vfs is not closed: Close cleans up anyway.
 	_ = fd
+	// DESTROY comes last: after the RELEASE and the forgets.
+	var releasesAtDestroy, forgetsAtDestroy int
+	f.srv.Handle(fuse.OpDestroy, func(r *fusetest.Request) fusetest.Reply {
+		releasesAtDestroy = f.srv.Count(fuse.OpRelease)
+		got, _ := hiprioForgets(t, f.srv)
+		forgetsAtDestroy = int(got[5])
+		return fusetest.OK(nil)
+	})
 	if err := fs.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if releasesAtDestroy != 1 || forgetsAtDestroy != 1 {
+		t.Errorf("at DESTROY: %d RELEASEs and %d forgets of nodeid 5 sent, want 1 each before it", releasesAtDestroy, forgetsAtDestroy)
 	}
 	if f.srv.Count(fuse.OpRelease) != 1 || f.srv.Count(fuse.OpDestroy) != 1 {
 		t.Errorf("RELEASE sent %d times, DESTROY %d; want 1 each", f.srv.Count(fuse.OpRelease), f.srv.Count(fuse.OpDestroy))
