@@ -8,12 +8,16 @@
 //     ([OS]) and *govirtiofs.FS ([Govirtiofs]) both satisfy through adapters. [Prepare] lays out
 //     the files they use in a host directory; [Sizes] scales them ([DefaultSizes], [QuickSizes]).
 //   - A runner ([Run]) that runs every workload against every [Client] in rotation and emits one
-//     [Record] per measurement. A Client hands out its FS in a cold state ([Client.Start]); what
-//     cold means differs per client and is said at each constructor.
+//     [Record] per measurement. Each round of each workload reads a file set of its own
+//     ([SetDir]), so that every cold measurement meets files its client has never seen; what
+//     else cold means differs per client and is said at each constructor.
 //   - The host harness ([Harness]) behind "govirtiofs bench": it prepares the directory, runs the
-//     host clients, boots one VM with both a vhost-user-fs-pci and a virtio-9p-pci device on that
-//     directory, collects the guest program's records (qemu-tests/guest/bench) from the console,
-//     and writes results.md, results.json and results.svg ([WriteReport]).
+//     host clients, then per round boots one VM per client group ([VMPhases]), each with both a
+//     vhost-user-fs-pci and a virtio-9p-pci device on that directory, collects the guest
+//     program's records (qemu-tests/guest/bench) from the console, and writes results.md,
+//     results.json and results.svg ([WriteReport]). One VM per group, rather than one for all,
+//     because the userspace driver and virtio_pci cannot share a device and virtiofsd does not
+//     survive repeated resets of one device ([GovirtiofsSession]).
 //
 // Figures are medians over rounds. MB is 10^6 bytes.
 //

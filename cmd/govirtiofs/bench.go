@@ -15,16 +15,16 @@ import (
 )
 
 func init() {
-	commands["bench"] = command{summary: "benchmark govirtiofs against kernel virtiofs and 9p in one VM", run: benchCmd}
+	commands["bench"] = command{summary: "benchmark govirtiofs against the kernel's virtiofs and 9p", run: benchCmd}
 }
 
 const benchUsage = `usage: govirtiofs bench [flags]
 
 Prepares a host directory, measures govirtiofs over vhost-user and package os on the host, then
-boots one VM with a vhost-user-fs-pci and a virtio-9p-pci device on that directory and measures
-govirtiofs (cache none, auto, always), the kernel's virtiofs and 9p (cache none, loose, mmap) in
-the guest. Writes results.md, results.json, results.svg, records.jsonl and console.log into -o.
-Run it from inside the govirtiofs source tree, as root.
+per round boots four VMs, each with a vhost-user-fs-pci and a virtio-9p-pci device on that
+directory: one each for govirtiofs with cache none, auto and always, and one for the kernel's
+virtiofs and 9p (cache none, loose, mmap). Writes results.md, results.json, results.svg,
+records.jsonl and console.log into -o. Run it from inside the govirtiofs source tree, as root.
 
 flags:
 `
