@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"syscall"
@@ -407,4 +408,81 @@ func TestFSUntrustedReplies(t *testing.T) {
 	}
 	fd.Release(ctx)
 	fs.Release(e.Inode)
+}
+
+// TestFSOpenFlags checks the data cache against the OPEN reply's flags in
+// each cache mode: FOPEN_KEEP_CACHE keeps cached data across an open in
+// CacheAuto (which otherwise drops it: close-to-open), CacheAlways keeps it
+// anyway, and FOPEN_DIRECT_IO (or CacheNone) bypasses the cache: every read
+// goes to the server.
+func TestFSOpenFlags(t *testing.T) {
+	tests := []struct {
+		mode      fuse.CacheMode
+		openFlags uint32
+		fresh     bool // the second open reads the server's new data
+		direct    bool // every read is a READ
+	}{
+		{fuse.CacheAuto, 0, true, false},
+		{fuse.CacheAuto, fuse.OpenKeepCache, false, false},
+		{fuse.CacheAuto, fuse.OpenDirectIO, true, true},
+		{fuse.CacheAlways, 0, false, false},
+		{fuse.CacheAlways, fuse.OpenKeepCache, false, false},
+		{fuse.CacheAlways, fuse.OpenDirectIO, true, true},
+		{fuse.CacheNone, 0, true, true},
+		{fuse.CacheNone, fuse.OpenKeepCache, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v flags %#x", tt.mode, tt.openFlags), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFSFake(t, 32)
+			node := &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: fsPattern(10_000, 1)}
+			f.nodes["a"] = node
+			f.srv.Handle(fuse.OpOpen, func(r *fusetest.Request) fusetest.Reply {
+				return fusetest.OK(fusetest.OpenOut(fuse.OpenOut{Fh: 7, OpenFlags: tt.openFlags}))
+			})
+			fs := f.mount(t, fuse.FSOptions{Cache: tt.mode})
+			v := vfs.New(fs, fs.Root(), vfs.Options{})
+			defer v.Close(ctx)
+			readAll := func(fd *vfs.FileDescription) []byte {
+				buf := make([]byte, 20_000)
+				n, err := fd.PRead(ctx, buf, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return buf[:n]
+			}
+			fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(fd); !bytes.Equal(got, node.data) {
+				t.Fatalf("first read: %d bytes, not the file's", len(got))
+			}
+			fd.Close(ctx)
+			old := node.data
+			node.data = fsPattern(10_000, 2) // same size: attributes unchanged
+			fd, err = v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fd.Close(ctx)
+			reads := f.srv.Count(fuse.OpRead)
+			got := readAll(fd)
+			want := old
+			if tt.fresh {
+				want = node.data
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("read after reopening: new data %v, want new data %v", bytes.Equal(got, node.data), tt.fresh)
+			}
+			if sent := f.srv.Count(fuse.OpRead) - reads; (sent > 0) != tt.fresh {
+				t.Errorf("read after reopening sent %d READs; want some: %v", sent, tt.fresh)
+			}
+			reads = f.srv.Count(fuse.OpRead)
+			readAll(fd)
+			if sent := f.srv.Count(fuse.OpRead) - reads; (sent > 0) != tt.direct {
+				t.Errorf("a second read of the same range sent %d READs; want some: %v", sent, tt.direct)
+			}
+		})
+	}
 }
