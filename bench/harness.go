@@ -310,7 +310,7 @@ func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, pr
 		return "", err
 	}
 	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest %s: %s", phase, s) }}
-	p.printf("VM %s round %d: booting (timeout %v)", phase, r, cfg.Timeout)
+	p.printf("VM %s round %d: booting (timeout %v)", phase, r, cfg.Timeout.Round(time.Second))
 	vm, err := boot.Start(ctx, boot.VMConfig{
 		Kernel: kernel.Vmlinuz, Initrd: img.Path,
 		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
