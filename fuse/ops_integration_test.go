@@ -877,8 +877,6 @@ func TestVirtiofsdOptionalFlags(t *testing.T) {
 		opts fuse.ConnOptions
 		args []string
 	}{
-		// Subtest names end up in -o source=, where a comma would split
-		// the option.
 		{"not asked", fuse.ConnOptions{}, []string{"-o", "writeback"}},
 		{"asked server off", fuse.ConnOptions{WritebackCache: true, SetxattrExt: true}, nil},
 		{"asked server on", fuse.ConnOptions{WritebackCache: true, SetxattrExt: true}, []string{"-o", "writeback"}},
