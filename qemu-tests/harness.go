@@ -35,6 +35,8 @@ type GuestSpec struct {
 	Tag, Cache string
 	// AnnounceSubmounts and Xattr are passed to virtiofsd.
 	AnnounceSubmounts, Xattr bool
+	// VirtiofsdArgs are appended to virtiofsd's command line (e.g. "-o", "flock").
+	VirtiofsdArgs []string
 	// NineP, if set, is also exported with virtio-9p under tag "p9".
 	NineP string
 	// LoadModules loads the baseline kernel modules (virtio_pci, virtiofs, 9p...) before the
@@ -137,7 +139,8 @@ func Boot(t testing.TB, spec GuestSpec) (Result, error) {
 		Machine: spec.Machine, CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Hugepages: spec.Hugepages,
 		Cmdline: spec.Cmdline,
 		Shares: []boot.Share{{Dir: share, Tag: tag, Cache: spec.Cache,
-			AnnounceSubmounts: spec.AnnounceSubmounts, Xattr: spec.Xattr}},
+			AnnounceSubmounts: spec.AnnounceSubmounts, Xattr: spec.Xattr,
+			VirtiofsdArgs: spec.VirtiofsdArgs}},
 		Console: &console, Output: out, Timeout: timeout, Log: env.log,
 	}
 	if spec.NineP != "" {

@@ -1,0 +1,139 @@
+package vfs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/govirtiofs/govirtiofs"
+	"github.com/govirtiofs/govirtiofs/internal/suite"
+)
+
+// TestGuest runs every suite once per cache mode in Setup.Modes, each mode with its own Open and
+// Close of the device (Close resets it; the next Open brings it up again).
+func TestGuest(t *testing.T) {
+	tag := os.Getenv("GOVIRTIOFS_TAG")
+	if tag == "" {
+		t.Fatal("GOVIRTIOFS_TAG is not set: this test runs as the guest program of qemutests.TestVFS")
+	}
+	printClocksource()
+	defer printClocksource() // the kernel may have switched away from an unstable TSC
+	setup := readSetup(t, tag)
+	if len(setup.Modes) == 0 {
+		t.Fatal("the setup names no cache mode")
+	}
+	for _, name := range setup.Modes {
+		mode, err := govirtiofs.ParseCacheMode(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			runMode(t, tag, mode, setup)
+			fmt.Printf("VFSGUEST mode %s: %v\n", name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// open opens the share and fails t if it cannot; the caller closes it.
+func open(t *testing.T, tag string, opts govirtiofs.Options) *govirtiofs.FS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := govirtiofs.Open(ctx, tag, opts)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", tag, err)
+	}
+	return f
+}
+
+// readSetup reads the host's Setup through the share (cache none).
+func readSetup(t *testing.T, tag string) *Setup {
+	t.Helper()
+	f := open(t, tag, govirtiofs.Options{Cache: govirtiofs.CacheNone})
+	b, err := f.ReadFile(SetupFile)
+	if cerr := f.Close(); cerr != nil {
+		t.Errorf("Close: %v", cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Setup
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("%s: %v", SetupFile, err)
+	}
+	if s.Reference == nil {
+		t.Fatalf("%s has no reference", SetupFile)
+	}
+	return &s
+}
+
+func runMode(t *testing.T, tag string, mode govirtiofs.CacheMode, setup *Setup) {
+	umask := setup.Reference.Umask
+	f := open(t, tag, govirtiofs.Options{Cache: mode, Umask: &umask})
+	closed := false
+	defer func() {
+		if !closed {
+			f.Close()
+		}
+	}()
+	base := ModeDir(mode.String())
+	if err := f.Mkdir(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string, body func(t *testing.T)) {
+		start := time.Now()
+		result := "PASS"
+		if !t.Run(name, body) {
+			result = "FAIL"
+		}
+		fmt.Printf("%s%s %s/%s %v\n", ResultPrefix, result, mode, name, time.Since(start).Round(time.Millisecond))
+	}
+	run("Compare", func(t *testing.T) {
+		if err := f.Mkdir(base+"/compare", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		suite.Compare(t, f, base+"/compare", setup.Reference)
+	})
+	if slices.Contains(setup.IOFSModes, mode.String()) {
+		// In a directory of its own: fstest.TestFS also walks the base.
+		run("IOFS", func(t *testing.T) { suite.IOFS(t, f, base+"/io") })
+	}
+	if slices.Contains(setup.HostTreeModes, mode.String()) {
+		run("IOFSHostTree", func(t *testing.T) { suite.CheckTree(t, f, setup.Tree, setup.TreeNames) })
+	}
+	run("IOFSInvalid", func(t *testing.T) { suite.IOFSInvalid(t, f, base) })
+	run("Names", func(t *testing.T) { suite.Names(t, f, base) })
+	run("Locks", func(t *testing.T) { suite.Locks(t, f, base) })
+	run("Concurrency", func(t *testing.T) { suite.Concurrency(t, f, base, setup.Workers, setup.Rounds) })
+	run("Submount", func(t *testing.T) { suite.Submount(t, f, setup.Submount) })
+	if mode == govirtiofs.CacheNone && setup.LatencyCalls > 0 {
+		run("GetattrLatency", func(t *testing.T) {
+			l, err := suite.StatLatency(f, ".", setup.LatencyCalls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Printf("%s%s\n", LatencyPrefix, l)
+		})
+	}
+	// Checked by the host after exit.
+	if err := f.WriteFile(base+"/"+FromGuest, []byte(FromGuestData(mode.String())), 0o644); err != nil {
+		t.Error(err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// printClocksource prints the kernel's clocksource: Go's clock, and so the timings, are only as
+// fine as that (jiffies: 4 ms).
+func printClocksource() {
+	if cs, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource"); err == nil {
+		fmt.Printf("VFSGUEST clocksource %s", cs)
+	}
+}
