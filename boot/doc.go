@@ -9,8 +9,10 @@
 //     concatenated with a small overlay that holds the guest program, a wrapper run as uinit
 //     (package guestinit), its configuration, extra commands and files, and the kernel modules under
 //     /modules (not /lib/modules, which u-root's init would load). The wrapper prints
-//     [StartSentinel], runs the program with GOVIRTIOFS_TAG in its environment, prints
-//     "GOVIRTIOFS-EXIT <code>" ([ExitSentinel]) and powers the VM off.
+//     [StartSentinel], runs the program with GOVIRTIOFS_TAG in its environment and its stdout and
+//     stderr on /dev/console, prints "GOVIRTIOFS-EXIT <code>" ([ExitSentinel]) and the kernel's
+//     clocksource ("guestinit: clocksource tsc"), waits until the serial port has sent everything
+//     (tcdrain) and powers the VM off.
 //   - [Start] runs virtiofsd per share and QEMU, streams the console, parses the exit sentinel and
 //     tears everything down on every exit path ([VM.Wait], context cancellation, timeout).
 //

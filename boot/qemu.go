@@ -78,8 +78,10 @@ func kernelCmdline(cfg *VMConfig, tscKHz int) []string {
 		c = append(c, fmt.Sprintf("hugepages=%d", cfg.Hugepages))
 	}
 	if cfg.Machine == MachineMicroVM && tscKHz > 0 {
-		// Without it the kernel hangs calibrating the TSC against the PIT under TCG.
-		c = append(c, fmt.Sprintf("tsc_early_khz=%d", tscKHz))
+		// tsc_early_khz: without it the kernel hangs calibrating the TSC against the PIT under TCG.
+		// tsc=reliable: microvm has no HPET or ACPI PM timer to check the TSC against; under load the
+		// clocksource watchdog judged it unstable and fell back to jiffies (4 ms steps).
+		c = append(c, fmt.Sprintf("tsc_early_khz=%d", tscKHz), "tsc=reliable")
 	}
 	return append(c, cfg.Cmdline...)
 }
