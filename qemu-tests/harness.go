@@ -51,6 +51,8 @@ type GuestSpec struct {
 	Cmdline []string
 	// Timeout bounds the VM's life (default 5 minutes, capped by the test's deadline).
 	Timeout time.Duration
+	// Quiet keeps the program's lines out of the test log (they are still in Result.Output).
+	Quiet bool
 }
 
 // Result is what a guest run produced.
@@ -84,7 +86,8 @@ func RunGuest(t testing.TB, spec GuestSpec) Result {
 }
 
 // Boot builds and boots spec and returns what happened, without judging the exit status; the
-// program's lines are also logged with t.Logf as they arrive. Call [KeepLog] to keep the console.
+// program's lines are also logged with t.Logf as they arrive (unless Quiet). Call [KeepLog] to
+// keep the console.
 //
 // Errors: build failures, missing peers, VM timeouts, a guest that ended without an exit status.
 func Boot(t testing.TB, spec GuestSpec) (Result, error) {
@@ -133,7 +136,7 @@ func Boot(t testing.TB, spec GuestSpec) (Result, error) {
 	}
 	var console bytes.Buffer
 	var output syncBuffer
-	out := &lineLogger{t: t, buf: &output}
+	out := &lineLogger{t: t, buf: &output, quiet: spec.Quiet}
 	cfg := boot.VMConfig{
 		Kernel: env.kernel.Vmlinuz, Initrd: img.Path,
 		Machine: spec.Machine, CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Hugepages: spec.Hugepages,
@@ -219,14 +222,18 @@ func setup(t testing.TB) (*env, error) {
 	return envVal, envErr
 }
 
-// lineLogger copies program output into buf and logs it line by line.
+// lineLogger copies program output into buf and, unless quiet, logs it line by line.
 type lineLogger struct {
-	t   testing.TB
-	buf *syncBuffer
+	t     testing.TB
+	buf   *syncBuffer
+	quiet bool
 }
 
 func (l *lineLogger) Write(p []byte) (int, error) {
 	l.buf.Write(p)
+	if l.quiet {
+		return len(p), nil
+	}
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		l.t.Logf("guest: %s", line)
 	}
