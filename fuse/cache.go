@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"sync/atomic"
 )
 
 // pageCache is an inode's clean page cache: the file's contents as last
@@ -74,7 +75,9 @@ func (c *pageCache) writeLocked(off int64, data []byte) {
 }
 
 // fillLocked stores the reply to a READ of asked bytes at page idx, of
-// which the server returned n (fewer means the file ends there).
+// which the server returned n (fewer means the file ends there). The pages
+// are slices of buf, which the cache keeps: the caller must not reuse it
+// (one READ buffer, no copy per page).
 func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 	for i := 0; i*pageSize <= n; i++ {
 		start := i * pageSize
@@ -82,9 +85,7 @@ func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 			break // a full reply says nothing about the page after it
 		}
 		end := min(start+pageSize, n)
-		p := make([]byte, end-start, pageSize)
-		copy(p, buf[start:end])
-		c.pages[idx+int64(i)] = p
+		c.pages[idx+int64(i)] = buf[start:end:end]
 		if end-start < pageSize {
 			if c.eof >= 0 && c.eof != idx+int64(i) {
 				delete(c.pages, c.eof)
@@ -98,7 +99,7 @@ func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 	}
 }
 
-// readaheadPages is how many pages one READ for the cache may fetch:
+// readaheadPages is the initial read-ahead window of a file in pages:
 // max_readahead, bounded by max_pages.
 func (fs *Filesystem) readaheadPages() int {
 	ra := int(fs.params.MaxReadahead)
@@ -108,11 +109,35 @@ func (fs *Filesystem) readaheadPages() int {
 	return max(1, min(ra/pageSize, fs.params.MaxPages))
 }
 
+// readahead is a file's read-ahead state (Linux struct file_ra_state): a
+// miss at the offset where the previous READ for the cache ended doubles
+// the window, up to max_pages; any other miss starts again from
+// readaheadPages. Races between concurrent readers of one file only cost
+// a window size, so the fields are plain atomics.
+type readahead struct {
+	next  atomic.Int64 // offset just past the last READ for the cache
+	pages atomic.Int32 // the window in pages; 0 until the first READ
+}
+
+// window returns how many pages a READ for the cache at page idx may
+// fetch, and records the READ's end for the next call.
+func (ra *readahead) window(fs *Filesystem, idx int64) int {
+	w := int(ra.pages.Load())
+	if w == 0 || ra.next.Load() != idx*pageSize {
+		w = fs.readaheadPages()
+	} else {
+		w = min(2*w, fs.params.MaxPages)
+	}
+	ra.pages.Store(int32(w))
+	return w
+}
+
 // readCached reads through the page cache (Linux filemap_read with
 // fuse_readahead): cached pages are copied; a miss sends one READ for the
-// missing page and the following uncached ones, up to the read-ahead
-// window, and caches what comes back. Dirty data (writeback) is laid over
-// the result.
+// missing page and the following uncached ones, as many as the caller
+// wants or the read-ahead window allows (at most max_pages), caches the
+// reply buffer itself as pages and copies from it. Dirty data
+// (writeback) is laid over the result.
 func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off int64) (int, error) {
 	fs := ino.fs
 	done := 0
@@ -121,21 +146,35 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 		idx, po := pos/pageSize, int(pos%pageSize)
 		ino.mu.Lock()
 		if p, ok := ino.cache.pages[idx]; ok {
-			n := 0
-			if po < len(p) {
-				n = copy(dst[done:], p[po:])
+			// Copy as many consecutive cached pages as possible under one
+			// lock.
+			end := false
+			for ok {
+				n := 0
+				if po < len(p) {
+					n = copy(dst[done:], p[po:])
+				}
+				done += n
+				if len(p) < pageSize && po+n >= len(p) {
+					end = true // end of file
+					break
+				}
+				if done == len(dst) {
+					break
+				}
+				idx++
+				po = 0
+				p, ok = ino.cache.pages[idx]
 			}
-			done += n
-			short := len(p) < pageSize
 			ino.mu.Unlock()
-			if short && po+n >= len(p) {
-				break // end of file
+			if end {
+				break
 			}
 			continue
 		}
 		gen := ino.cache.gen
 		want := (po + len(dst) - done + pageSize - 1) / pageSize
-		npages := min(max(want, fs.readaheadPages()), fs.params.MaxPages)
+		npages := min(max(want, f.ra.window(fs, idx)), fs.params.MaxPages)
 		for i := 1; i < npages; i++ {
 			if _, ok := ino.cache.pages[idx+int64(i)]; ok {
 				npages = i
@@ -150,6 +189,7 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			}
 		}
 		ino.mu.Unlock()
+		f.ra.next.Store((idx + int64(npages)) * pageSize)
 
 		buf := make([]byte, npages*pageSize)
 		fs.reads.Add(1)
@@ -160,6 +200,10 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			}
 			return 0, err
 		}
+		var c int
+		if n > po {
+			c = copy(dst[done:], buf[po:n])
+		}
 		ino.mu.Lock()
 		if ino.cache.gen == gen {
 			ino.cache.fillLocked(idx, buf, n, len(buf))
@@ -168,7 +212,6 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 		if n <= po {
 			break // end of file
 		}
-		c := copy(dst[done:], buf[po:n])
 		done += c
 		if n < len(buf) && po+c >= n {
 			break // end of file

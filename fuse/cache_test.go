@@ -29,16 +29,16 @@ func TestPageCache(t *testing.T) {
 		wantEOF bool
 	}{
 		{"short fill knows the end", func(c *pageCache) {
-			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), len(file), 3*pageSize)
 		}, file, true},
 		{"full fill does not", func(c *pageCache) {
-			c.fillLocked(0, file, 2*pageSize, 2*pageSize)
+			c.fillLocked(0, bytes.Clone(file), 2*pageSize, 2*pageSize)
 		}, file[:2*pageSize], false},
 		{"end at a page boundary is an empty page", func(c *pageCache) {
-			c.fillLocked(0, file, 2*pageSize, 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), 2*pageSize, 3*pageSize)
 		}, file[:2*pageSize], true},
 		{"write-through updates pages", func(c *pageCache) {
-			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), len(file), 3*pageSize)
 			c.writeLocked(4090, []byte("ABCDEFGHIJ"))
 		}, func() []byte {
 			b := bytes.Clone(file)
@@ -46,15 +46,15 @@ func TestPageCache(t *testing.T) {
 			return b
 		}(), true},
 		{"write past the end drops the end page", func(c *pageCache) {
-			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), len(file), 3*pageSize)
 			c.writeLocked(int64(len(file))+5, []byte("X"))
 		}, file[:2*pageSize], false},
 		{"truncate drops from the size on", func(c *pageCache) {
-			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), len(file), 3*pageSize)
 			c.truncateLocked(5000)
 		}, file[:pageSize], false},
 		{"invalidate drops all", func(c *pageCache) {
-			c.fillLocked(0, file, len(file), 3*pageSize)
+			c.fillLocked(0, bytes.Clone(file), len(file), 3*pageSize)
 			c.invalidateLocked()
 		}, nil, false},
 	}

@@ -30,6 +30,7 @@ type fileHandle struct {
 	direct bool
 
 	flockUsed atomic.Bool // a flock(2) lock was taken: RELEASE unlocks it
+	ra        readahead   // read-ahead state of the page cache
 	released  atomic.Bool
 }
 
