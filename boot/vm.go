@@ -340,8 +340,11 @@ func (d *daemon) output() string {
 }
 
 // stop ends virtiofsd: it exits by itself once QEMU disconnects; SIGTERM, then SIGKILL after 2 s,
-// handle the other cases.
+// handle the other cases. Then it ends the rest of virtiofsd's process group: with its default
+// namespace sandbox virtiofsd forks a child that does the work and gets SIGTERM only when the
+// parent has gone, so it could outlive stop by some milliseconds.
 func (d *daemon) stop() {
+	defer d.endGroup()
 	select {
 	case <-d.exited:
 		return
@@ -356,6 +359,62 @@ func (d *daemon) stop() {
 		d.cmd.Process.Kill()
 		<-d.exited
 	}
+}
+
+// endGroup kills what is left of the exited virtiofsd's process group and waits up to 2 s until
+// none of it runs. Zombies count as ended: the orphans are reaped by init, at its own pace. The
+// group's id cannot be reused while a member exists (childAttr made virtiofsd its leader).
+func (d *daemon) endGroup() {
+	pgid := d.cmd.Process.Pid
+	if syscall.Kill(-pgid, syscall.SIGKILL) != nil {
+		return // ESRCH: the group is empty
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(liveGroupMembers(pgid)) > 0 && time.Now().Before(deadline) {
+		// The members are not our children and cannot be waited for; poll for their end.
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// liveGroupMembers returns the processes of group pgid that are not zombies, from /proc.
+func liveGroupMembers(pgid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var live []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if state, group, ok := parseProcStat(string(b)); ok && group == pgid && state != "Z" && state != "X" {
+			live = append(live, pid)
+		}
+	}
+	return live
+}
+
+// parseProcStat returns the state and process group fields of a /proc/<pid>/stat line:
+// "pid (comm) state ppid pgrp ...", where comm may hold spaces and parentheses.
+func parseProcStat(stat string) (state string, pgrp int, ok bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 3 {
+		return "", 0, false
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return "", 0, false
+	}
+	return f[0], pgrp, true
 }
 
 func (vm *VM) stopDaemons() {

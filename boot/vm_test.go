@@ -3,7 +3,10 @@ package boot
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,13 +154,7 @@ func TestVirtiofsdLifecycle(t *testing.T) {
 	if out.String() != "hi\n" {
 		t.Errorf("output = %q, want %q", out.String(), "hi\n")
 	}
-	for _, d := range vm.daemons {
-		select {
-		case <-d.exited:
-		default:
-			t.Errorf("virtiofsd %v still running after Wait", d.cmd.Args)
-		}
-	}
+	checkDaemonsGone(t, vm)
 	if _, err := os.Stat(vm.sockDir); !os.IsNotExist(err) {
 		t.Errorf("socket directory %s not removed: %v", vm.sockDir, err)
 	}
@@ -203,6 +200,91 @@ func TestKillAndCancel(t *testing.T) {
 			if vm.qemu.ProcessState == nil {
 				t.Error("QEMU stand-in not reaped")
 			}
+			checkDaemonsGone(t, vm)
 		})
+	}
+}
+
+// checkDaemonsGone checks that every virtiofsd and all of its process group (the sandbox child it
+// forks) have ended (zombies waiting for init are fine) once Wait has returned.
+func checkDaemonsGone(t *testing.T, vm *VM) {
+	t.Helper()
+	if len(vm.daemons) == 0 {
+		t.Fatal("no virtiofsd was started")
+	}
+	for _, d := range vm.daemons {
+		select {
+		case <-d.exited:
+		default:
+			t.Errorf("virtiofsd %v still running after Wait", d.cmd.Args)
+		}
+		if live := liveGroupMembers(d.cmd.Process.Pid); len(live) > 0 {
+			t.Errorf("virtiofsd's process group %d still runs after Wait: %v", d.cmd.Process.Pid, live)
+		}
+	}
+}
+
+// TestKillConnectedVirtiofsd kills a VM whose virtiofsd has a connected front end: virtiofsd has
+// then forked its sandboxed child, which serves the session. Wait must return only when that child
+// is gone too. The test is the front end: one vhost-user GET_FEATURES round trip proves the child
+// is serving.
+func TestKillConnectedVirtiofsd(t *testing.T) {
+	dir := t.TempDir()
+	k := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(k, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeQEMU := filepath.Join(dir, "qemu")
+	if err := os.WriteFile(fakeQEMU, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := Start(context.Background(), VMConfig{Kernel: k, Initrd: k, QEMU: fakeQEMU, Shares: []Share{{Dir: dir}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Wait()
+	defer vm.Kill()
+	c, err := net.Dial("unix", filepath.Join(vm.sockDir, "vfs0.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// VHOST_USER_GET_FEATURES (1), flags version 1, no payload.
+	if _, err := c.Write([]byte{1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 12+8)
+	if _, err := io.ReadFull(c, reply); err != nil {
+		t.Fatalf("reading the GET_FEATURES reply: %v", err)
+	}
+	if got := binary.LittleEndian.Uint32(reply); got != 1 {
+		t.Fatalf("reply to request %d, want 1", got)
+	}
+	vm.Kill()
+	if _, err := vm.Wait(); err == nil {
+		t.Error("Wait after Kill returned no error")
+	}
+	checkDaemonsGone(t, vm)
+}
+
+func TestParseProcStat(t *testing.T) {
+	tests := []struct {
+		stat  string
+		state string
+		pgrp  int
+		ok    bool
+	}{
+		{"4847 (virtiofsd) Z 1 4844 30021 0 -1", "Z", 4844, true},
+		{"12 (a) b) (c) S 1 12 12 0", "S", 12, true},
+		{"12 (x y) R 1", "", 0, false},
+		{"12 (x) R 1 notanumber 3", "", 0, false},
+		{"garbage", "", 0, false},
+	}
+	for _, tt := range tests {
+		state, pgrp, ok := parseProcStat(tt.stat)
+		if state != tt.state || pgrp != tt.pgrp || ok != tt.ok {
+			t.Errorf("parseProcStat(%q) = %q, %d, %v; want %q, %d, %v", tt.stat, state, pgrp, ok, tt.state, tt.pgrp, tt.ok)
+		}
 	}
 }
