@@ -2,34 +2,93 @@ package fuse
 
 import (
 	"context"
+	"sync"
 	"syscall"
 
 	"github.com/govirtiofs/govirtiofs/vfs"
 )
 
-// readdirSize is how many bytes of entries one READDIR or READDIRPLUS asks
-// for (Linux asks for one page; a little more saves round trips on large
-// directories, and each READDIRPLUS entry is 152 bytes or more).
-const readdirSize = 16 << 10
+// Sizes of READDIR and READDIRPLUS requests. Linux asks for one page each
+// time; a round trip costs far more here than a large buffer, so a plain
+// READDIR asks for readdirSize (and max_pages*4096 once a reply fills
+// it), and a READDIRPLUS, whose every entry costs an inode and a dentry,
+// for readdirplusSize. After a short reply the directory has probably
+// ended, so the request that checks it asks for one page only.
+const (
+	readdirSize     = 128 << 10
+	readdirplusSize = pageSize
+	readdirEndSize  = pageSize
+)
 
-// ReadDir implements vfs.FileDescriptionImpl.ReadDir with READDIRPLUS when
-// negotiated (each entry's lookup becomes an Entry reference for vfs's
-// dentry cache, Linux fuse_direntplus_link), READDIR otherwise. Entries
-// with nodeid 0, and "." and "..", carry no reference. When emit stops
-// the listing, the lookups of the entries not handed over are released at
-// once, so that they are forgotten.
+// dirState is an open directory's listing state: the entries of the last
+// READDIR that emit did not take yet, kept so that a listing read in
+// pieces (ReadDir(n)) does not fetch them again, and the size of the next
+// request.
+type dirState struct {
+	mu sync.Mutex
+	// rest are the unconsumed entries; they continue the listing at
+	// cookie restAt (never 0: a listing from the start asks the server).
+	rest   []Dirent
+	restAt int64
+	// short is set after a reply that did not fill its buffer.
+	short bool
+	// size is the size of the next full READDIR; 0 means readdirSize.
+	size int
+}
+
+// usePlus decides between READDIRPLUS and READDIR as Linux
+// fuse_use_readdirplus does with FUSE_READDIRPLUS_AUTO: READDIRPLUS for
+// the start of a listing, or when names in the directory were looked up
+// since the last READDIRPLUS (ls -l: the caller stats what it lists);
+// plain READDIR otherwise, since vfs only needs names and types then.
+func (f *fileHandle) usePlus(cookie int64) bool {
+	p := f.fs.params
+	if !p.Has(InitDoReaddirplus) {
+		return false
+	}
+	if !p.Has(InitReaddirplusAuto) {
+		return true
+	}
+	if f.ino.advisePlus.Swap(false) {
+		return true
+	}
+	return cookie == 0
+}
+
+// ReadDir implements vfs.FileDescriptionImpl.ReadDir with READDIRPLUS or
+// READDIR as usePlus decides (each READDIRPLUS entry's lookup becomes an
+// Entry reference for vfs's dentry cache, Linux fuse_direntplus_link).
+// Entries with nodeid 0, and "." and "..", carry no reference. When emit
+// stops the listing, the lookups of the READDIRPLUS entries not handed
+// over are released at once, so that they are forgotten; plain entries
+// not handed over are kept for the next call that continues there.
 func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Dirent) bool) error {
 	if !f.dir {
 		return syscall.ENOTDIR
 	}
 	ctx = f.ctx(ctx)
 	fs := f.fs
-	size := min(readdirSize, fs.params.MaxPages*pageSize)
-	plus := fs.params.Has(InitDoReaddirplus)
+	st := &f.dirs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	maxIO := fs.params.MaxPages * pageSize
 	for {
+		if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
+			for i, e := range st.rest {
+				if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}) {
+					st.rest = st.rest[i:]
+					st.restAt = cookie
+					return nil
+				}
+				cookie = int64(e.Off)
+			}
+			st.rest = nil
+			continue
+		}
+		st.rest = nil
 		in := ReadIn{Fh: f.fh, Offset: uint64(cookie), Flags: uint32(f.flags)}
-		if plus {
-			ents, err := fs.conn.Readdirplus(ctx, f.ino.nodeid, in, size)
+		if f.usePlus(cookie) {
+			ents, err := fs.conn.Readdirplus(ctx, f.ino.nodeid, in, min(readdirplusSize, maxIO))
 			if err != nil {
 				return err
 			}
@@ -59,15 +118,38 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			}
 			continue
 		}
+		size := st.size
+		if size == 0 {
+			size = readdirSize
+		}
+		size = min(size, maxIO)
+		if st.short {
+			size = min(readdirEndSize, maxIO)
+		}
 		ents, err := fs.conn.Readdir(ctx, f.ino.nodeid, in, size)
 		if err != nil {
 			return err
 		}
 		if len(ents) == 0 {
+			st.short = false
 			return nil
 		}
-		for _, e := range ents {
+		// A reply with room left for a long name probably ended the
+		// directory; one that filled the buffer asks for a larger one.
+		used := 0
+		for i := range ents {
+			used += direntSize(len(ents[i].Name))
+		}
+		st.short = size-used >= direntSize(255)
+		if !st.short && size >= st.size {
+			st.size = min(2*size, maxIO)
+		}
+		for i, e := range ents {
 			if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}) {
+				if cookie != 0 {
+					st.rest = ents[i:]
+					st.restAt = cookie
+				}
 				return nil
 			}
 			cookie = int64(e.Off)

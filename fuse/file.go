@@ -31,6 +31,7 @@ type fileHandle struct {
 
 	flockUsed atomic.Bool // a flock(2) lock was taken: RELEASE unlocks it
 	ra        readahead   // read-ahead state of the page cache
+	dirs      dirState    // listing state of a directory
 	released  atomic.Bool
 }
 

@@ -350,6 +350,9 @@ func (fs *Filesystem) Lookup(ctx context.Context, creds *vfs.Credentials, dir vf
 	if err != nil {
 		return vfs.Entry{}, err
 	}
+	if !d.advisePlus.Load() {
+		d.advisePlus.Store(true)
+	}
 	en, err := fs.conn.Lookup(withCreds(ctx, creds), d.nodeid, name)
 	if err == syscall.ENOENT {
 		// A negative entry (nodeid 0 with a timeout) may be cached.

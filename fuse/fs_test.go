@@ -486,3 +486,102 @@ func TestFSOpenFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestFSReadDirPolicy lists a directory of 500 entries 37 at a time over a
+// fake server that returns at most as many entries as the asked size
+// holds: the start of the listing is READDIRPLUS (as Linux
+// READDIRPLUS_AUTO), the rest plain READDIR in large requests whose
+// unconsumed entries serve the following calls, and a LOOKUP in the
+// directory makes the next request READDIRPLUS again.
+func TestFSReadDirPolicy(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 256)
+	const total = 500
+	names := make([]string, total)
+	for i := range names {
+		names[i] = fmt.Sprintf("entry%04d", i)
+	}
+	f.srv.Handle(fuse.OpOpendir, func(r *fusetest.Request) fusetest.Reply {
+		return fusetest.OK(fusetest.OpenOut(fuse.OpenOut{Fh: 1}))
+	})
+	f.srv.Handle(fuse.OpReleasedir, func(r *fusetest.Request) fusetest.Reply { return fusetest.OK(nil) })
+	list := func(r *fusetest.Request, plus bool) fusetest.Reply {
+		off, size := int(r.U64(8)), int(r.U32(16))
+		var b []byte
+		for i := off; i < total; i++ {
+			d := fuse.Dirent{Ino: uint64(1000 + i), Off: uint64(i + 1), Type: 8, Name: names[i]}
+			var e []byte
+			if plus {
+				e = fusetest.DirentsPlus(fuse.DirentPlus{Dirent: d, Entry: fuse.Entry{NodeID: uint64(1000 + i),
+					EntryValid: time.Hour, AttrValid: time.Hour, Attr: fuse.Attr{Ino: uint64(1000 + i), Mode: fuse.ModeReg | 0o644, Nlink: 1}}})
+			} else {
+				e = fusetest.Dirents(d)
+			}
+			if len(b)+len(e) > size {
+				break
+			}
+			b = append(b, e...)
+		}
+		return fusetest.OK(b)
+	}
+	f.srv.Handle(fuse.OpReaddir, func(r *fusetest.Request) fusetest.Reply { return list(r, false) })
+	f.srv.Handle(fuse.OpReaddirplus, func(r *fusetest.Request) fusetest.Reply { return list(r, true) })
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheAuto})
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	creds := &vfs.Credentials{}
+	fd, err := v.Open(ctx, creds, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	readSome := func() int {
+		n := 0
+		if err := fd.ReadDir(ctx, func(de vfs.Dirent) bool {
+			if n == 37 {
+				return false
+			}
+			n++
+			got = append(got, de.Name)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	readSome()
+	if plus, plain := f.srv.Count(fuse.OpReaddirplus), f.srv.Count(fuse.OpReaddir); plus != 1 || plain != 1 {
+		t.Errorf("first 37 entries: %d READDIRPLUS and %d READDIR, want 1 and 1", plus, plain)
+	}
+	// A LOOKUP in the directory (a stat of a name not listed with
+	// READDIRPLUS) advises READDIRPLUS for the next request.
+	if _, err := v.Stat(ctx, creds, "missing"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("stat of a missing name = %v, want ENOENT", err)
+	}
+	for readSome() > 0 {
+	}
+	if len(got) != total {
+		t.Fatalf("listed %d entries, want %d", len(got), total)
+	}
+	for i, n := range got {
+		if n != names[i] {
+			t.Fatalf("entry %d = %q, want %q", i, n, names[i])
+		}
+	}
+	plus, plain := f.srv.Count(fuse.OpReaddirplus), f.srv.Count(fuse.OpReaddir)
+	if plus != 2 {
+		t.Errorf("%d READDIRPLUS, want 2 (the start and the one after the LOOKUP)", plus)
+	}
+	// 500 entries of 40 bytes fit two large requests and the empty reply
+	// that ends the listing: far fewer requests than ReadDir calls (14).
+	if plain > 4 {
+		t.Errorf("%d READDIR requests for %d entries read 37 at a time, want at most 4", plain, total)
+	}
+	fd.Close(ctx)
+	v.Close(ctx)
+	if err := fs.FlushForgets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := fs.Stats(); st.Forgotten != st.Lookups {
+		t.Errorf("forgotten %d, lookups %d: want equal", st.Forgotten, st.Lookups)
+	}
+}

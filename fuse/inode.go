@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,10 @@ type inode struct {
 	refs    int64
 	nlookup uint64
 	dead    bool
+
+	// advisePlus is set by a LOOKUP in this directory: the next listing
+	// request uses READDIRPLUS (Linux FUSE_I_ADVISE_RDPLUS).
+	advisePlus atomic.Bool
 
 	// flushMu serialises writebacks of this inode. It is held across the
 	// WRITE requests of one writeback (Linux waits on page writeback the
