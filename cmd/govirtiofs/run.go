@@ -67,10 +67,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(&progressHandler{w: stderr, level: level, mu: new(sync.Mutex)})
 	code, err := run(ctx, f, fl.Args(), stdout, stderr, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "govirtiofs: %v\n", err)
 		if ctx.Err() != nil {
+			// Everything started is stopped and removed by now.
+			fmt.Fprintln(stderr, "govirtiofs: interrupted")
 			return 130
 		}
+		fmt.Fprintf(stderr, "govirtiofs: %v\n", err)
 		return 1
 	}
 	return code

@@ -14,7 +14,7 @@ import (
 
 func demo(tag string) int {
 	fmt.Printf("govirtiofs demo: share tag %q\n", tag)
-	listPCI()
+	listDevices()
 	ctx := context.Background()
 	start := time.Now()
 	fsys, err := govirtiofs.Open(ctx, tag, govirtiofs.Options{})

@@ -22,6 +22,18 @@ func main() {
 	os.Exit(demo(tag))
 }
 
+// listDevices prints the PCI devices as vendor:device, marking virtio-fs (1af4:105a), and the
+// virtio-mmio windows that microvm announces through ACPI (LNRO0005 in /proc/iomem).
+func listDevices() {
+	listPCI()
+	iomem, _ := os.ReadFile("/proc/iomem")
+	for _, line := range strings.Split(string(iomem), "\n") {
+		if rng, _, ok := strings.Cut(strings.TrimSpace(line), " : LNRO0005:"); ok {
+			fmt.Printf("  virtio-mmio window %s\n", rng)
+		}
+	}
+}
+
 // listPCI prints the PCI devices as vendor:device, marking virtio-fs (1af4:105a).
 func listPCI() {
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
