@@ -30,6 +30,8 @@ type fileHandle struct {
 	direct bool
 
 	flockUsed atomic.Bool // a flock(2) lock was taken: RELEASE unlocks it
+	posixUsed atomic.Bool // a POSIX lock request was sent: FLUSH drops them
+	wrote     atomic.Bool // a WRITE was sent or data buffered through f
 	ra        readahead   // read-ahead state of the page cache
 	dirs      dirState    // listing state of a directory
 	released  atomic.Bool
@@ -139,6 +141,9 @@ func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending
 	}
 	if off > math.MaxInt64-int64(len(src)) {
 		return 0, 0, syscall.EFBIG
+	}
+	if !f.wrote.Load() {
+		f.wrote.Store(true)
 	}
 	if f.writeback() {
 		if !appending {
@@ -354,6 +359,8 @@ func (f *fileHandle) Lock(ctx context.Context, lk vfs.LockRequest, wait bool) er
 	ctx = f.ctx(ctx)
 	if lk.Flock {
 		f.flockUsed.Store(true)
+	} else {
+		f.posixUsed.Store(true)
 	}
 	if wait && lk.Type != unix.F_UNLCK && !f.fs.noSetlkw.Load() {
 		err = f.fs.conn.Setlkw(ctx, f.ino.nodeid, in)
@@ -433,15 +440,19 @@ func (f *fileHandle) GetLock(ctx context.Context, lk vfs.LockRequest) (vfs.LockR
 
 // Flush implements vfs.FileDescriptionImpl.Flush: writeback of the
 // inode's dirty data, then FUSE FLUSH with the lock owner so that the
-// server drops the handle's POSIX locks (Linux fuse_flush). The first
-// error is returned: nothing written is lost silently on close.
+// server drops the handle's POSIX locks and flushes what was written
+// through it (Linux fuse_flush). A handle through which nothing was
+// written and no POSIX lock was requested sends no FLUSH: the server
+// would drop no lock and flush nothing for it (virtiofsd's FLUSH is a
+// close of a duplicate of its descriptor). The first error is returned:
+// nothing written is lost silently on close.
 func (f *fileHandle) Flush(ctx context.Context) error {
 	if f.dir {
 		return nil
 	}
 	ctx = f.ctx(ctx)
 	err := f.ino.flushDirty(ctx)
-	if f.openFlags&OpenNoFlush != 0 || f.fs.noFlush.Load() {
+	if f.openFlags&OpenNoFlush != 0 || f.fs.noFlush.Load() || !f.wrote.Load() && !f.posixUsed.Load() {
 		return err
 	}
 	ferr := f.fs.conn.Flush(ctx, f.ino.nodeid, f.fh, f.owner)
@@ -456,7 +467,12 @@ func (f *fileHandle) Flush(ctx context.Context) error {
 }
 
 // Release implements vfs.FileDescriptionImpl.Release: FUSE RELEASE or
-// RELEASEDIR, with FUSE_RELEASE_FLOCK_UNLOCK if flock was used. Errors
+// RELEASEDIR, with FUSE_RELEASE_FLOCK_UNLOCK if flock was used. As in
+// Linux fuse_file_put, the request goes out in the background and the
+// caller does not wait for it; the inode is held until the reply, so that
+// its FORGET follows the RELEASE, and Filesystem.Close waits for every
+// RELEASE before DESTROY. A handle that took a flock(2) lock is released
+// synchronously, so that the lock is gone when Release returns. Errors
 // are logged: the handle is gone from the client's side either way.
 func (f *fileHandle) Release(ctx context.Context) {
 	if !f.released.CompareAndSwap(false, true) {
@@ -478,15 +494,33 @@ func (f *fileHandle) Release(ctx context.Context) {
 			ino.flushDirty(ctx)
 		}
 	}
-	fs.mu.Lock()
-	delete(fs.files, f)
-	fs.mu.Unlock()
 	in := ReleaseIn{Fh: f.fh, Flags: uint32(f.flags)}
-	if f.flockUsed.Load() {
+	wait := f.flockUsed.Load()
+	if wait {
 		in.ReleaseFlags |= ReleaseFlockUnlock
 		in.LockOwner = f.owner
 	}
-	ctx = f.ctx(ctx)
+	ctx = context.WithoutCancel(f.ctx(ctx))
+	fs.mu.Lock()
+	delete(fs.files, f)
+	held := !ino.dead
+	if held {
+		ino.refs++ // given back when the RELEASE is done
+	}
+	fs.mu.Unlock()
+	fs.releases.add()
+	if wait {
+		f.sendRelease(ctx, in, held)
+		return
+	}
+	go f.sendRelease(ctx, in, held)
+}
+
+// sendRelease sends the RELEASE of Release and drops the inode reference
+// it held.
+func (f *fileHandle) sendRelease(ctx context.Context, in ReleaseIn, held bool) {
+	fs, ino := f.fs, f.ino
+	defer fs.releases.done()
 	var err error
 	if f.dir {
 		err = fs.conn.Releasedir(ctx, ino.nodeid, in)
@@ -495,5 +529,8 @@ func (f *fileHandle) Release(ctx context.Context) {
 	}
 	if err != nil && err != syscall.ENOTCONN {
 		fs.log.Warn("fuse: RELEASE failed", "nodeid", ino.nodeid, "fh", f.fh, "err", err)
+	}
+	if held {
+		fs.Release(ino)
 	}
 }

@@ -136,6 +136,9 @@ type Filesystem struct {
 	// did not.
 	files  map[*fileHandle]struct{}
 	closed bool
+	// releases counts RELEASE requests not yet answered; Close and
+	// FlushForgets wait for them.
+	releases inflight
 
 	// dirtyMu guards dirty, the inodes with dirty pages. Leaf lock.
 	dirtyMu sync.Mutex
@@ -235,7 +238,45 @@ func (fs *Filesystem) Stats() Stats {
 
 // FlushForgets sends the forgets waiting in the batcher now and waits for
 // the ones being sent.
-func (fs *Filesystem) FlushForgets(ctx context.Context) error { return fs.forgets.Flush(ctx) }
+func (fs *Filesystem) FlushForgets(ctx context.Context) error {
+	fs.releases.wait()
+	return fs.forgets.Flush(ctx)
+}
+
+// inflight counts background requests and lets callers wait until none is
+// left. Leaf lock.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle *sync.Cond // signalled when n drops to 0; created on first use
+}
+
+func (c *inflight) add() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *inflight) done() {
+	c.mu.Lock()
+	c.n--
+	if c.n == 0 && c.idle != nil {
+		c.idle.Broadcast()
+	}
+	c.mu.Unlock()
+}
+
+// wait returns once no request counted is left.
+func (c *inflight) wait() {
+	c.mu.Lock()
+	for c.n > 0 {
+		if c.idle == nil {
+			c.idle = sync.NewCond(&c.mu)
+		}
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+}
 
 // Close ends the session: it writes back all dirty data, releases the file
 // handles still open, forgets every inode (the root's extra lookups
@@ -264,6 +305,7 @@ func (fs *Filesystem) Close(ctx context.Context) error {
 	for _, f := range files {
 		f.Release(ctx)
 	}
+	fs.releases.wait()
 
 	fs.mu.Lock()
 	fs.closed = true

@@ -585,3 +585,78 @@ func TestFSReadDirPolicy(t *testing.T) {
 		t.Errorf("forgotten %d, lookups %d: want equal", st.Forgotten, st.Lookups)
 	}
 }
+
+// TestFSCloseRoundTrips checks what a close sends: no FLUSH for a handle
+// through which nothing was written and no POSIX lock taken, a FLUSH
+// otherwise; a RELEASE that Close does not wait for, which holds the
+// inode so that its FORGET comes after the RELEASE, and which
+// FlushForgets waits for.
+func TestFSCloseRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: []byte("hello")}
+	f.srv.Handle(fuse.OpWrite, func(r *fusetest.Request) fusetest.Reply {
+		return fusetest.OK(fusetest.WriteOut(r.U32(16)))
+	})
+	release := make(chan struct{})
+	var forgetsAtRelease int
+	f.srv.Handle(fuse.OpRelease, func(r *fusetest.Request) fusetest.Reply {
+		<-release
+		got, _ := hiprioForgets(t, f.srv)
+		forgetsAtRelease += int(got[5])
+		return fusetest.OK(nil)
+	})
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheAuto, ForgetDelay: time.Millisecond})
+	v := vfs.New(fs, fs.Root(), vfs.Options{MaxCachedDentries: -1})
+
+	fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := fd.Read(ctx, buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	// Close returns while the RELEASE waits in the server.
+	if err := fd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Count(fuse.OpFlush); n != 0 {
+		t.Errorf("close of a read-only handle sent %d FLUSH, want 0", n)
+	}
+	close(release)
+	if err := fs.FlushForgets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Count(fuse.OpRelease); n != 1 {
+		t.Errorf("%d RELEASE after FlushForgets, want 1", n)
+	}
+	if forgetsAtRelease != 0 {
+		t.Errorf("nodeid 5 was forgotten before its RELEASE was answered")
+	}
+	if got, _ := hiprioForgets(t, f.srv); got[5] != 1 {
+		t.Errorf("forgets = %v, want nodeid 5 once (the dentry is not cached)", got)
+	}
+
+	// A handle that wrote sends FLUSH on close.
+	fd, err = v.Open(ctx, root, "a", unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fd.Write(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Count(fuse.OpFlush); n != 1 {
+		t.Errorf("close of a handle that wrote sent %d FLUSH, want 1", n)
+	}
+	v.Close(ctx)
+	if err := fs.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Count(fuse.OpRelease); n != 2 {
+		t.Errorf("%d RELEASE after Close, want 2", n)
+	}
+}
