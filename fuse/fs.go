@@ -375,7 +375,17 @@ func (fs *Filesystem) entryValid(d time.Duration) time.Duration {
 // create_new_entry).
 func (fs *Filesystem) entry(en *Entry) vfs.Entry {
 	ino := fs.iget(en)
+	var attr *vfs.Statx
+	if fs.opts.Cache == CacheNone {
+		// Getattr would ask the server again: let a stat use these.
+		ino.mu.Lock()
+		a := ino.attrLocked()
+		ino.mu.Unlock()
+		st := statx(&a)
+		attr = &st
+	}
 	return vfs.Entry{
+		Attr:  attr,
 		Inode: ino,
 		Mode:  en.Attr.Mode,
 		Valid: fs.entryValid(en.EntryValid),

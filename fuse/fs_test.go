@@ -660,3 +660,42 @@ func TestFSCloseRoundTrips(t *testing.T) {
 		t.Errorf("%d RELEASE after Close, want 2", n)
 	}
 }
+
+// TestFSStatNoneOneRoundTrip checks that with CacheNone a stat is one
+// LOOKUP, whose reply's attributes answer it, and no GETATTR; a stat of
+// an open file still asks the server.
+func TestFSStatNoneOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: []byte("hello")}
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheNone})
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	for i := range 2 {
+		st, err := v.Stat(ctx, root, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size != 5 || st.Ino != 105 || st.Mode != fuse.ModeReg|0o644 {
+			t.Errorf("stat = size %d ino %d mode %#o, want 5 105 0100644", st.Size, st.Ino, st.Mode)
+		}
+		if l, g := f.srv.Count(fuse.OpLookup), f.srv.Count(fuse.OpGetattr); l != i+1 || g != 0 {
+			t.Errorf("after %d stats: %d LOOKUP and %d GETATTR, want %d and 0", i+1, l, g, i+1)
+		}
+	}
+	f.nodes["a"].data = []byte("hello, world")
+	if st, err := v.Stat(ctx, root, "a"); err != nil || st.Size != 12 {
+		t.Errorf("stat after a change on the server = size %d, %v; want 12", st.Size, err)
+	}
+	fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fd.Stat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g := f.srv.Count(fuse.OpGetattr); g != 1 {
+		t.Errorf("fstat sent %d GETATTR, want 1", g)
+	}
+	fd.Close(ctx)
+	v.Close(ctx)
+}

@@ -237,13 +237,25 @@ func (v *VirtualFilesystem) Lstat(ctx context.Context, creds *Credentials, path 
 }
 
 func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path string, follow bool) (Statx, error) {
-	d, err := v.getDentry(ctx, creds, path, follow)
+	if err := checkPath(path); err != nil {
+		return Statx{}, err
+	}
+	root, err := v.rootRef()
+	if err != nil {
+		return Statx{}, err
+	}
+	w := walker{v: v, ctx: ctx, creds: creds}
+	d, err := w.resolve(root, path, follow, false)
+	v.decRef(root)
 	if err != nil {
 		return Statx{}, err
 	}
 	defer v.decRef(d)
-	st, err := d.mount.fs.Getattr(ctx, creds, d.inode)
-	if err != nil {
+	var st Statx
+	if w.fresh == d && w.freshAttr != nil {
+		// The walk's own lookup of d carried the attributes.
+		st = *w.freshAttr
+	} else if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
 		return Statx{}, err
 	}
 	st.Dev = d.mount.dev

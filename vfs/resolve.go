@@ -23,6 +23,11 @@ type walker struct {
 	// start is the walk's clock reading, taken at first use: entries
 	// are judged valid as of the start of the operation.
 	start int64
+	// fresh is the dentry of the last lookup this walk sent to the
+	// filesystem, and freshAttr the attributes its reply carried
+	// (Entry.Attr), or nil.
+	fresh     *Dentry
+	freshAttr *Statx
 }
 
 // now returns the walk's clock reading.
@@ -93,6 +98,9 @@ func (w *walker) lookupChild(dir *Dentry, name string, cross, dirLocked bool) (*
 		c = v.crossLocked(c)
 	}
 	v.unlock()
+	if c != nil && e.Attr != nil && c.inode == e.Inode {
+		w.fresh, w.freshAttr = c, e.Attr
+	}
 	return c, nil
 }
 
