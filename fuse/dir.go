@@ -87,17 +87,25 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 		}
 		st.rest = nil
 		in := ReadIn{Fh: f.fh, Offset: uint64(cookie), Flags: uint32(f.flags)}
-		if f.usePlus(cookie) {
-			ents, err := fs.conn.Readdirplus(ctx, f.ino.nodeid, in, min(readdirplusSize, maxIO))
-			if err != nil {
+		plus := f.usePlus(cookie)
+		var pents []DirentPlus
+		if plus {
+			var err error
+			pents, err = fs.conn.Readdirplus(ctx, f.ino.nodeid, in, min(readdirplusSize, maxIO))
+			// virtiofsd fails a READDIRPLUS whose first entry it cannot
+			// look up (removed since it was read): list it plainly.
+			plus = err != syscall.ENOENT || cookie == 0
+			if err != nil && plus {
 				return err
 			}
-			if len(ents) == 0 {
+		}
+		if plus {
+			if len(pents) == 0 {
 				return nil
 			}
 			stopped := false
-			for i := range ents {
-				e := &ents[i]
+			for i := range pents {
+				e := &pents[i]
 				var ve vfs.Entry
 				if e.Entry.NodeID != 0 {
 					ve = fs.entry(&e.Entry)
