@@ -3,7 +3,6 @@ package fuse
 import (
 	"context"
 	"math"
-	"os"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -67,7 +66,7 @@ func (fs *Filesystem) newFile(ino *inode, creds *vfs.Credentials, flags int, out
 
 // ctx returns a context whose requests carry the opener's credentials.
 func (f *fileHandle) ctx(ctx context.Context) context.Context {
-	return WithCreds(ctx, Creds{UID: f.creds.UID, GID: f.creds.GID, PID: uint32(os.Getpid())})
+	return WithCreds(ctx, Creds{UID: f.creds.UID, GID: f.creds.GID, PID: pid})
 }
 
 // writeback reports whether writes to f are buffered.
@@ -81,8 +80,8 @@ func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, erro
 	if len(dst) == 0 {
 		return 0, nil
 	}
-	ctx = f.ctx(ctx)
 	if f.direct {
+		ctx = f.ctx(ctx)
 		// Direct reads must see what was written through the cache.
 		if err := f.ino.flushDirty(ctx); err != nil {
 			return 0, err
@@ -90,10 +89,13 @@ func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, erro
 		return f.readDirect(ctx, dst, off)
 	}
 	if f.fs.opts.Cache == CacheAuto {
-		if _, err := f.ino.getattr(ctx, f, false); err != nil {
-			return 0, err
+		if _, ok := f.ino.cachedAttr(); !ok {
+			if _, err := f.ino.getattr(f.ctx(ctx), f, false); err != nil {
+				return 0, err
+			}
 		}
 	}
+	// readCached adds the credentials if it sends a READ.
 	return f.ino.readCached(ctx, f, dst, off)
 }
 
@@ -250,6 +252,9 @@ func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64,
 // Stat implements vfs.FileDescriptionImpl.Stat (FUSE GETATTR with the
 // handle, or the attribute cache).
 func (f *fileHandle) Stat(ctx context.Context) (vfs.Statx, error) {
+	if a, ok := f.ino.cachedAttr(); ok {
+		return statx(&a), nil
+	}
 	a, err := f.ino.getattr(f.ctx(ctx), f, false)
 	if err != nil {
 		return vfs.Statx{}, err
@@ -311,7 +316,7 @@ func (f *fileHandle) lkIn(lk vfs.LockRequest) (LkIn, error) {
 		return LkIn{}, syscall.EINVAL
 	}
 	if lk.Type != unix.F_UNLCK {
-		in.Lk.PID = uint32(os.Getpid())
+		in.Lk.PID = pid
 	}
 	if lk.Flock {
 		in.LkFlags = LkFlock

@@ -345,12 +345,16 @@ func (fs *Filesystem) isClosed() bool {
 	return fs.closed
 }
 
-// ctx returns a context whose requests carry creds.
+// pid is this process's ID, which requests carry (read once: getpid is a
+// system call, and the driver's process never forks).
+var pid = uint32(os.Getpid())
+
+// withCreds returns a context whose requests carry creds.
 func withCreds(ctx context.Context, creds *vfs.Credentials) context.Context {
 	if creds == nil {
 		return ctx
 	}
-	return WithCreds(ctx, Creds{UID: creds.UID, GID: creds.GID, PID: uint32(os.Getpid())})
+	return WithCreds(ctx, Creds{UID: creds.UID, GID: creds.GID, PID: pid})
 }
 
 // inodeOf converts a vfs.Inode handed back by vfs.
@@ -470,6 +474,9 @@ func (fs *Filesystem) Getattr(ctx context.Context, creds *vfs.Credentials, i vfs
 	ino, err := fs.inodeOf(i)
 	if err != nil {
 		return vfs.Statx{}, err
+	}
+	if a, ok := ino.cachedAttr(); ok {
+		return statx(&a), nil
 	}
 	a, err := ino.getattr(withCreds(ctx, creds), nil, false)
 	if err != nil {

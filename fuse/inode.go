@@ -156,6 +156,16 @@ func (ino *inode) attrValidLocked() bool {
 	return !ino.attrDeadline.IsZero() && ino.fs.now().Before(ino.attrDeadline)
 }
 
+// cachedAttr returns the attributes as attrLocked does if they are valid.
+func (ino *inode) cachedAttr() (Attr, bool) {
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if !ino.attrValidLocked() {
+		return Attr{}, false
+	}
+	return ino.attrLocked(), true
+}
+
 // attrLocked returns the attributes as the client sees them: with
 // writeback, the local size of dirty data.
 //
