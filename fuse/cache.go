@@ -109,6 +109,9 @@ func (fs *Filesystem) readaheadPages() int {
 	return max(1, min(ra/pageSize, fs.params.MaxPages))
 }
 
+// streamMin is the smallest read that CacheAuto reads past the cache.
+const streamMin = 128 << 10
+
 // readahead is a file's read-ahead state (Linux struct file_ra_state): a
 // miss at the offset where the previous READ for the cache ended doubles
 // the window, up to max_pages; any other miss starts again from
@@ -136,8 +139,11 @@ func (ra *readahead) window(fs *Filesystem, idx int64) int {
 // fuse_readahead): cached pages are copied; a miss sends one READ for the
 // missing page and the following uncached ones, as many as the caller
 // wants or the read-ahead window allows (at most max_pages), caches the
-// reply buffer itself as pages and copies from it. Dirty data
-// (writeback) is laid over the result.
+// reply buffer itself as pages and copies from it. In CacheAuto a miss at
+// a page boundary with at least streamMin bytes wanted reads straight
+// into dst without caching: the next open drops the data anyway, and a
+// streaming reader does not come back to it. Dirty data (writeback) is
+// laid over the result.
 func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off int64) (int, error) {
 	fs := ino.fs
 	var rctx context.Context // ctx with f's credentials, made on the first miss
@@ -170,6 +176,30 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			ino.mu.Unlock()
 			if end {
 				break
+			}
+			continue
+		}
+		if fs.opts.Cache == CacheAuto && po == 0 && len(dst)-done >= streamMin {
+			// A large read in CacheAuto, whose data the next open
+			// drops anyway: straight into dst, not cached, which saves
+			// a buffer and a copy of every byte (the cost of a large
+			// read under emulation).
+			ino.mu.Unlock()
+			if rctx == nil {
+				rctx = f.ctx(ctx)
+			}
+			chunk := dst[done : done+min(len(dst)-done, fs.params.MaxPages*pageSize)&^(pageSize-1)]
+			fs.reads.Add(1)
+			n, err := fs.conn.Read(rctx, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(pos), Flags: uint32(f.flags)}, chunk)
+			if err != nil {
+				if done > 0 {
+					break
+				}
+				return 0, err
+			}
+			done += n
+			if n < len(chunk) {
+				break // end of file
 			}
 			continue
 		}

@@ -706,3 +706,47 @@ func TestFSStatNoneOneRoundTrip(t *testing.T) {
 	fd.Close(ctx)
 	v.Close(ctx)
 }
+
+// TestFSStreamingReadAuto checks that in CacheAuto a large read goes
+// straight to the caller in max_pages READs without filling the cache,
+// while a small one is cached.
+func TestFSStreamingReadAuto(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: data}
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheAuto})
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(data)+1)
+	for pass := range 2 {
+		before := f.srv.Count(fuse.OpRead)
+		n, err := fd.PRead(ctx, buf, 0)
+		if err != nil || n != len(data) || !bytes.Equal(buf[:n], data) {
+			t.Fatalf("pass %d: PRead = %d, %v; want the %d bytes", pass, n, err, len(data))
+		}
+		// 256 KiB in two READs of 32 pages, each time; the rest (44
+		// KiB and the end) in one READ for the cache, the first time.
+		if got, want := f.srv.Count(fuse.OpRead)-before, 3-pass; got != want {
+			t.Errorf("pass %d: %d READs, want %d (nothing of the streamed part cached)", pass, got, want)
+		}
+	}
+	before := f.srv.Count(fuse.OpRead)
+	small := make([]byte, 100)
+	for range 2 {
+		if n, err := fd.PRead(ctx, small, 1000); err != nil || !bytes.Equal(small[:n], data[1000:1100]) {
+			t.Fatalf("small PRead = %d, %v", n, err)
+		}
+	}
+	if got := f.srv.Count(fuse.OpRead) - before; got != 1 {
+		t.Errorf("two small reads sent %d READs, want 1 (then cached)", got)
+	}
+	fd.Close(ctx)
+	v.Close(ctx)
+}
