@@ -25,6 +25,9 @@ const (
 // pieces (ReadDir(n)) does not fetch them again, and the size of the next
 // request.
 type dirState struct {
+	// mu guards the fields below. Leaf lock, never held across a
+	// request or emit: ReadDir works on a copy and stores it back (vfs
+	// serialises the ReadDir calls of one file description anyway).
 	mu sync.Mutex
 	// rest are the unconsumed entries; they continue the listing at
 	// cookie restAt (never 0: a listing from the start asks the server).
@@ -34,6 +37,30 @@ type dirState struct {
 	short bool
 	// size is the size of the next full READDIR; 0 means readdirSize.
 	size int
+}
+
+// dirListing is the part of dirState that one ReadDir call works on.
+type dirListing struct {
+	rest   []Dirent
+	restAt int64
+	short  bool
+	size   int
+}
+
+// take moves the state out for one ReadDir call.
+//
+// Preconditions: d.mu is held.
+func (d *dirState) take() dirListing {
+	l := dirListing{rest: d.rest, restAt: d.restAt, short: d.short, size: d.size}
+	d.rest = nil
+	return l
+}
+
+// store puts back what a ReadDir call left.
+//
+// Preconditions: d.mu is held.
+func (d *dirState) store(l dirListing) {
+	d.rest, d.restAt, d.short, d.size = l.rest, l.restAt, l.short, l.size
 }
 
 // usePlus decides between READDIRPLUS and READDIR as Linux
@@ -68,9 +95,14 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 	}
 	ctx = f.ctx(ctx)
 	fs := f.fs
-	st := &f.dirs
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	f.dirs.mu.Lock()
+	st := f.dirs.take()
+	f.dirs.mu.Unlock()
+	defer func() {
+		f.dirs.mu.Lock()
+		f.dirs.store(st)
+		f.dirs.mu.Unlock()
+	}()
 	maxIO := fs.params.MaxPages * pageSize
 	for {
 		if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
