@@ -9,21 +9,38 @@
 //
 // Queue 0 is hiprio (FORGET, BATCH_FORGET, INTERRUPT: requests without
 // replies); queues 1..n are request queues, chosen round-robin per request
-// (Linux maps them per CPU; a userspace process has no stable CPU). Each
-// queue has one completion goroutine that polls the used ring with
-// virtio.Backoff: the driver never asks for interrupts.
+// (Linux maps them per CPU; a userspace process has no stable CPU). The
+// driver never asks for interrupts: used rings are polled.
 //
-// # Requests
+// # Requests: run to completion
 //
 // RoundTrip copies the request into a DMA buffer from a pool, adds the chain
 // (one device-readable buffer for the request, one device-writable buffer
-// for the reply) and waits. The completion goroutine checks the used entry
-// and the reply's unique ID against the request's, and wakes the waiter,
-// which copies the reply out of the DMA buffer into the caller's slices.
+// for the reply) and then polls the queue's used ring itself, as SPDK does:
+// it takes every used entry it finds, its own or another caller's, checks
+// the used entry and the reply's unique ID against the request's, and
+// completes that request. Between polls it yields the processor
+// (runtime.Gosched), so that with GOMAXPROCS=1 other goroutines still run.
+// A caller whose reply has not come after Options.Spin (DefaultSpin, 1 ms)
+// parks on a channel made then, and the queue's completion goroutine takes
+// over the polling, paced by virtio.Backoff. That goroutine polls only while
+// chains are in flight and no caller spins; otherwise it sleeps until
+// kicked (by the last spinner leaving with chains still in flight, by
+// SendHiprio, or by Close), so it never competes with a spinning caller.
+// In a TCG guest with one vCPU this removes the hand-off from poller to
+// waiter goroutine and the poller's nanosleep holding the only P, which
+// dominated a round trip.
+//
+// Each used entry is taken by exactly one goroutine (virtio.Queue.Pop), and
+// a request is completed once, under its queue's lock, whichever goroutine
+// found it; a parked caller is woken by that completion.
+//
 // Each request's DMA buffers have two owners, the waiter and the device;
-// whichever lets go last returns them to the pool. So a caller whose context
-// ends returns at once, while the buffers stay reserved until the device
-// returns the chain (or the device is reset).
+// whichever lets go last returns them to the pool and the request struct to
+// a sync.Pool, so that a round trip allocates nothing but what the caller
+// passes in. A caller whose context ends returns at once, while the buffers
+// stay reserved until the device returns the chain (or the device is
+// reset).
 //
 // # Size limits
 //
@@ -53,10 +70,22 @@
 // closes, the device is reset and every waiter, including those waiting for
 // room in a full queue, and every later call get ENOTCONN.
 //
+// # Close
+//
+// Close fails waiting and later calls with ENOTCONN, then, before the
+// reset, waits up to one second until the device has given back every chain
+// (FORGETs and DESTROY sent just before are typical), as
+// virtio_fs_drain_all_queues in Linux: resetting while the back end still
+// processes requests made virtiofsd 7.2 die writing a call eventfd that the
+// reset had replaced ("fv_panic: libvhost-user: Error writing eventfd"), on
+// the third or fourth bring-up of a device in one VM.
+//
 // Lock order:
 //
 //	Device.callMu (read side held by every RoundTrip and SendHiprio)
-//	  queue.mu, pool.mu, virtio.Queue's lock: leaves, never nested
+//	  queue.stopMu (read side held while polling a used ring)
+//	    virtio.Queue's lock (Pop), then queue.mu (finish), pool.mu
+//	    (release): taken one after another, never nested
 //
 // No lock is held across a blocking wait except callMu's read side.
 package driver

@@ -3,30 +3,44 @@ package driver
 import (
 	"context"
 	"encoding/binary"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/govirtiofs/govirtiofs/virtio"
 )
 
 // request is one FUSE request in flight. Its DMA buffers have two owners,
 // the waiting caller and the device; refs counts those still holding them
-// and the last to let go returns the buffers to the pool.
+// and the last to let go returns the buffers to the pool, and the request
+// itself to requestPool.
 type request struct {
-	q      *queue        // immutable
-	in     virtio.Buffer // immutable: the request, device-readable
-	out    virtio.Buffer // immutable: the reply, device-writable (zero for hiprio)
-	unique uint64        // immutable: from the request's fuse_in_header
-	op     uint32        // immutable: the opcode, for log lines
+	q      *queue           // set by newRequest
+	bufs   [2]virtio.Buffer // the request (device-readable) and the reply (device-writable; zero for hiprio)
+	unique uint64           // from the request's fuse_in_header
+	op     uint32           // the opcode, for log lines
 	refs   atomic.Int32
 
-	// Set by completeLocked before done is closed.
+	// done is set, under q.mu, once n and err are final; a caller that
+	// spins loads it without the lock.
+	done atomic.Bool
 	n    int
 	err  error
-	done chan struct{}
-	// completed is guarded by q.mu: done has been closed.
-	completed bool
+
+	// Guarded by q.mu.
+	wake       chan struct{} // made by a caller that parks; closed with done
+	pending    bool          // the device holds the chain: on q's pending list
+	prev, next *request      // q's pending list
 }
+
+// requestPool recycles requests: a round trip allocates nothing in the
+// steady state.
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+func (r *request) in() virtio.Buffer  { return r.bufs[0] }
+func (r *request) out() virtio.Buffer { return r.bufs[1] }
 
 func (r *request) opcode() uint32 { return r.op }
 
@@ -34,24 +48,29 @@ func (r *request) opcode() uint32 { return r.op }
 //
 // Preconditions: r.q.mu is held.
 func (r *request) completeLocked(n int, err error) {
-	if r.completed {
+	if r.done.Load() {
 		return
 	}
-	r.completed = true
 	r.n, r.err = n, err
-	close(r.done)
+	r.done.Store(true)
+	if r.wake != nil {
+		close(r.wake)
+	}
 }
 
-// release lets go of one owner's hold on the buffers.
+// release lets go of one owner's hold on the buffers; the last owner
+// returns them and the request.
 func (r *request) release() {
 	if r.refs.Add(-1) != 0 {
 		return
 	}
 	p := r.q.d.pool
-	p.put(r.in)
-	if r.out.Bytes != nil {
-		p.put(r.out)
+	p.put(r.bufs[0])
+	if r.bufs[1].Bytes != nil {
+		p.put(r.bufs[1])
 	}
+	*r = request{}
+	requestPool.Put(r)
 }
 
 // check validates a reply of n bytes: it must hold a fuse_out_header
@@ -62,7 +81,7 @@ func (r *request) check(n int) error {
 		r.q.d.log.Error("virtio-fs: reply shorter than fuse_out_header", "queue", r.q.index, "opcode", r.op, "unique", r.unique, "len", n)
 		return syscall.EIO
 	}
-	if got := binary.LittleEndian.Uint64(r.out.Bytes[fuseUniqueOff:]); got != r.unique {
+	if got := binary.LittleEndian.Uint64(r.bufs[1].Bytes[fuseUniqueOff:]); got != r.unique {
 		r.q.d.log.Error("virtio-fs: reply for another request", "queue", r.q.index, "opcode", r.op, "unique", r.unique, "reply_unique", got)
 		return syscall.EIO
 	}
@@ -96,8 +115,9 @@ func scatter(bufs [][]byte, src []byte) {
 	}
 }
 
-// newRequest checks in, takes DMA buffers for it (and for an outLen-byte
-// reply unless outLen is 0) and copies the request in.
+// newRequest takes a request and DMA buffers for it (and for an
+// outLen-byte reply unless outLen is 0) and copies the request in. The
+// request has two holds: the caller's and the device's.
 func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen int) (*request, error) {
 	inLen := totalLen(in)
 	if inLen < fuseInHeaderLen {
@@ -106,25 +126,29 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 	if inLen > d.maxBuf || outLen > d.maxBuf {
 		return nil, syscall.E2BIG
 	}
-	r := &request{q: q, done: make(chan struct{})}
-	var err error
-	if r.in, err = d.pool.get(ctx, inLen, d.dead); err != nil {
+	ib, err := d.pool.get(ctx, inLen, d.dead)
+	if err != nil {
 		return nil, mapErr(err)
 	}
+	var ob virtio.Buffer
 	if outLen > 0 {
-		if r.out, err = d.pool.get(ctx, outLen, d.dead); err != nil {
-			d.pool.put(r.in)
+		if ob, err = d.pool.get(ctx, outLen, d.dead); err != nil {
+			d.pool.put(ib)
 			return nil, mapErr(err)
 		}
-		r.out.Bytes = r.out.Bytes[:outLen]
+		ob.Bytes = ob.Bytes[:outLen]
 		// Stale bytes from an earlier request must not pass for this
 		// reply's header if the device writes less than it claims.
-		clear(r.out.Bytes[:fuseOutHeaderLen])
+		clear(ob.Bytes[:fuseOutHeaderLen])
 	}
-	r.in.Bytes = r.in.Bytes[:inLen]
-	gather(r.in.Bytes, in)
-	r.unique = binary.LittleEndian.Uint64(r.in.Bytes[fuseUniqueOff:])
-	r.op = binary.LittleEndian.Uint32(r.in.Bytes[fuseInHeaderOpcodeOff:])
+	ib.Bytes = ib.Bytes[:inLen]
+	gather(ib.Bytes, in)
+	r := requestPool.Get().(*request)
+	r.q = q
+	r.bufs = [2]virtio.Buffer{ib, ob}
+	r.unique = binary.LittleEndian.Uint64(ib.Bytes[fuseUniqueOff:])
+	r.op = binary.LittleEndian.Uint32(ib.Bytes[fuseInHeaderOpcodeOff:])
+	r.refs.Store(2)
 	return r, nil
 }
 
@@ -138,11 +162,11 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		r.release() // the caller's
 		return err
 	}
-	var writable []virtio.Buffer
-	if r.out.Bytes != nil {
-		writable = []virtio.Buffer{r.out}
+	readable, writable := r.bufs[:1], r.bufs[1:]
+	if r.bufs[1].Bytes == nil {
+		writable = nil
 	}
-	notify, err := q.vq.Add(ctx, []virtio.Buffer{r.in}, writable, r)
+	notify, err := q.vq.Add(ctx, readable, writable, r)
 	if err != nil {
 		q.abort(r)
 		r.release()
@@ -162,6 +186,10 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 // Linux: the request goes to a request queue in one device-readable buffer,
 // the reply comes back in one device-writable buffer of len(out) bytes.
 // The reply's unique must match the request's.
+//
+// The caller polls the used ring for its reply itself for up to
+// Options.Spin (run to completion; see the package comment), then parks
+// and leaves the polling to the queue's completion goroutine.
 //
 // Errors: as fuse.Sender.RoundTrip; also EINVAL if in is shorter than a
 // fuse_in_header or out than a fuse_out_header, and EIO (logged) for a
@@ -184,39 +212,105 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.refs.Store(2)
 	if err := d.submit(ctx, r); err != nil {
 		return 0, err
 	}
+	// The completion goroutine, unless already polling for others, stays
+	// asleep while this caller polls.
+	q.startSpinning()
+	if err := d.wait(ctx, r); err != nil {
+		r.release() // the device's hold keeps the buffers reserved
+		return 0, err
+	}
+	n, err := r.n, r.err
+	if err == nil {
+		scatter(out, r.bufs[1].Bytes[:n])
+	}
+	r.release()
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// spinCheckEvery is how many polls a spinning caller makes between looks
+// at the clock.
+const spinCheckEvery = 8
+
+// wait waits for r's completion: it polls r's queue itself for up to
+// d.spin, yielding the processor between polls, then parks until the
+// completion goroutine (or another spinning caller) completes r. It returns
+// nil once r is complete, and ctx.Err() or ENOTCONN if the context ends or
+// the device dies first.
+//
+// Preconditions: the caller called r.q.startSpinning; wait ends it.
+func (d *Device) wait(ctx context.Context, r *request) error {
+	q := r.q
+	ctxDone := ctx.Done()
+	if d.spin > 0 {
+		var start time.Time
+		for i := 0; ; i++ {
+			if r.done.Load() {
+				q.stopSpinning()
+				return nil
+			}
+			if found, _ := q.poll(); found {
+				continue
+			}
+			select {
+			case <-ctxDone:
+				q.stopSpinning()
+				return d.leave(r, ctx.Err())
+			case <-d.dead:
+				q.stopSpinning()
+				return d.leave(r, syscall.ENOTCONN)
+			default:
+			}
+			if i%spinCheckEvery == 0 {
+				if now := time.Now(); start.IsZero() {
+					start = now
+				} else if now.Sub(start) >= d.spin {
+					break
+				}
+			}
+			runtime.Gosched()
+		}
+	}
+	// Park: from here on the completion goroutine polls for r.
+	q.mu.Lock()
+	if !r.done.Load() {
+		r.wake = make(chan struct{})
+	}
+	wake := r.wake
+	q.mu.Unlock()
+	q.stopSpinning()
+	if wake == nil {
+		return nil
+	}
 	select {
-	case <-r.done:
-	case <-ctx.Done():
-		select {
-		case <-r.done: // finished anyway: take the reply
-		default:
-			r.release() // the device's hold keeps the buffers reserved
-			return 0, ctx.Err()
-		}
+	case <-wake:
+		return nil
+	case <-ctxDone:
+		return d.leave(r, ctx.Err())
 	case <-d.dead:
-		select {
-		case <-r.done:
-		default:
-			r.release()
-			return 0, syscall.ENOTCONN
-		}
+		return d.leave(r, syscall.ENOTCONN)
 	}
-	defer r.release()
-	if r.err != nil {
-		return 0, r.err
+}
+
+// leave is wait's exit when it gives up on r with err: it returns nil if r
+// completed anyway (its reply is taken), else err.
+func (d *Device) leave(r *request, err error) error {
+	if r.done.Load() {
+		return nil
 	}
-	scatter(out, r.out.Bytes[:r.n])
-	return r.n, nil
+	return err
 }
 
 // SendHiprio implements fuse.Sender.SendHiprio, as
 // virtio_fs_wake_pending_and_unlock for FORGET in Linux: the request goes to
 // the hiprio queue in one device-readable buffer, which is returned to the
-// pool when the device gives the chain back.
+// pool when the device gives the chain back (harvested by the next
+// SendHiprio or by the hiprio completion goroutine).
 //
 // Errors: as fuse.Sender.SendHiprio; also EINVAL if in is shorter than a
 // fuse_in_header, EIO if the hiprio queue's used ring is corrupt.
@@ -225,14 +319,16 @@ func (d *Device) SendHiprio(ctx context.Context, in [][]byte) error {
 		return err
 	}
 	defer d.exit()
-	r, err := d.newRequest(ctx, d.hiprio, in, 0)
+	q := d.hiprio
+	q.poll() // take back the buffers of earlier ones
+	r, err := d.newRequest(ctx, q, in, 0)
 	if err != nil {
 		return err
 	}
-	r.refs.Store(2)
 	if err := d.submit(ctx, r); err != nil {
 		return err
 	}
 	r.release() // nothing to wait for: only the device holds it now
+	q.wake()    // nobody spins for it: the completion goroutine polls
 	return nil
 }

@@ -263,45 +263,61 @@ func TestFullQueueWaits(t *testing.T) {
 	waitLive(t, d, 0) // the request that gave up waiting returned its buffers
 }
 
+// TestConcurrent: many callers on one or more queues, each getting its own
+// reply, whether they spin for it (harvesting each other's completions),
+// park at once (the completion goroutine harvests), or mix both.
 func TestConcurrent(t *testing.T) {
+	spins := []struct {
+		name string
+		spin time.Duration
+	}{
+		{"spin", 0}, {"park", -1}, {"mixed", time.Microsecond},
+	}
 	for _, nq := range []int{1, 3} {
-		t.Run(fmt.Sprintf("%d request queues", nq), func(t *testing.T) {
-			d, tr := newTestDevice(t, virtiotest.Config{NumQueues: 1 + nq, DeviceConfig: virtiotest.FSConfig("c", nq), Async: true, Handler: echo}, Options{RequestQueues: nq, QueueSize: 16})
-			const goroutines, each = 64, 100
-			var wg sync.WaitGroup
-			errc := make(chan error, goroutines)
-			for g := range goroutines {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range each {
-						unique := uint64(g*each + i + 1)
-						arg := []byte(fmt.Sprintf("g%d-i%d", g, i))
-						out := make([]byte, 64)
-						n, err := d.RoundTrip(context.Background(), [][]byte{inHeader(opGetattr, unique, 1, arg)}, [][]byte{out})
-						if err != nil {
-							errc <- err
-							return
-						}
-						if !bytes.Equal(out[fuseOutHeaderLen:n], arg) {
-							errc <- fmt.Errorf("request %d got reply %q, want %q", unique, out[fuseOutHeaderLen:n], arg)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errc)
-			for err := range errc {
-				t.Error(err)
-			}
-			for i := 1; i <= nq; i++ {
-				if tr.Notifies(i) == 0 {
-					t.Errorf("queue %d never notified", i)
+		for _, sp := range spins {
+			t.Run(fmt.Sprintf("%d request queues, %s", nq, sp.name), func(t *testing.T) {
+				testConcurrent(t, nq, sp.spin)
+			})
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, nq int, spin time.Duration) {
+	d, tr := newTestDevice(t, virtiotest.Config{NumQueues: 1 + nq, DeviceConfig: virtiotest.FSConfig("c", nq), Async: true, Handler: echo}, Options{RequestQueues: nq, QueueSize: 16, Spin: spin})
+	const goroutines, each = 64, 100
+	var wg sync.WaitGroup
+	errc := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				unique := uint64(g*each + i + 1)
+				arg := []byte(fmt.Sprintf("g%d-i%d", g, i))
+				out := make([]byte, 64)
+				n, err := d.RoundTrip(context.Background(), [][]byte{inHeader(opGetattr, unique, 1, arg)}, [][]byte{out})
+				if err != nil {
+					errc <- err
+					return
+				}
+				if !bytes.Equal(out[fuseOutHeaderLen:n], arg) {
+					errc <- fmt.Errorf("request %d got reply %q, want %q", unique, out[fuseOutHeaderLen:n], arg)
+					return
 				}
 			}
-		})
+		}()
 	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	for i := 1; i <= nq; i++ {
+		if tr.Notifies(i) == 0 {
+			t.Errorf("queue %d never notified", i)
+		}
+	}
+	waitLive(t, d, 0)
 }
 
 func TestSendHiprio(t *testing.T) {
@@ -460,4 +476,84 @@ func FuzzReply(f *testing.F) {
 			t.Fatalf("reply unique %d accepted for request 1", u)
 		}
 	})
+}
+
+// TestCloseDrains: Close waits for the device to give back the chains in
+// flight (here a FORGET the device is still processing) before it resets
+// the device, as virtio_fs_drain_all_queues in Linux; and a device that
+// never gives them back delays Close by at most the drain timeout.
+func TestCloseDrains(t *testing.T) {
+	tests := []struct {
+		name         string
+		releaseFirst bool // the device finishes the FORGET during Close
+	}{
+		{"device returns the chain", true},
+		{"device keeps the chain", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGate()
+			defer g.release()
+			statusSeen := make(chan uint8, 1)
+			var tr *virtiotest.Transport
+			handler := func(r, w [][]byte) int {
+				g.started <- flat(r)
+				<-g.open
+				s, _ := tr.Status()
+				statusSeen <- s
+				return 0
+			}
+			tr = virtiotest.NewTransport(fsConfig(virtiotest.Config{Async: true, Handler: handler}))
+			d, err := New(context.Background(), tr, Options{Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.SendHiprio(context.Background(), [][]byte{inHeader(opForget, 1, 42, make([]byte, 8))}); err != nil {
+				t.Fatalf("SendHiprio: %v", err)
+			}
+			<-g.started
+			start := time.Now()
+			closed := make(chan error, 1)
+			go func() { closed <- d.Close() }()
+			<-d.Done()
+			if tt.releaseFirst {
+				// Close must not reset while the FORGET is in flight:
+				// watch the status for a while before letting it finish.
+				for watch := time.Now().Add(100 * time.Millisecond); time.Now().Before(watch); runtime.Gosched() {
+					if s, _ := tr.Status(); s == 0 {
+						t.Fatal("Close reset the device with a FORGET in flight")
+					}
+				}
+				g.release()
+				if s := <-statusSeen; s&virtio.StatusDriverOK == 0 {
+					t.Errorf("device status %#x while it finished the FORGET: reset before the queue was drained", s)
+				}
+			} else {
+				// The fake device's reset waits for its handlers: let
+				// this one go once the reset has begun.
+				deadline := time.Now().Add(drainTimeout + 5*time.Second)
+				for s, _ := tr.Status(); s != 0; s, _ = tr.Status() {
+					if time.Now().After(deadline) {
+						t.Fatalf("status still %#x: Close never reset the device", s)
+					}
+					runtime.Gosched()
+				}
+				g.release()
+			}
+			if err := <-closed; err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			el := time.Since(start)
+			switch {
+			case tt.releaseFirst && el >= drainTimeout:
+				t.Errorf("Close took %v with nothing left in flight", el)
+			case !tt.releaseFirst && (el < drainTimeout || el > drainTimeout+2*time.Second):
+				t.Errorf("Close took %v with a chain the device keeps, want about %v", el, drainTimeout)
+			}
+			g.release()
+			if liveBuffers(d) != 0 {
+				t.Errorf("%d DMA buffers live after Close", liveBuffers(d))
+			}
+		})
+	}
 }
