@@ -60,20 +60,33 @@
 //   - Entry and attribute validity follow CacheMode: CacheNone forces 0,
 //     CacheAuto and CacheAlways honour the server's timeouts.
 //   - File data (cache.go) is cached in 4 KiB pages unless CacheNone or
-//     FOPEN_DIRECT_IO; a miss reads ahead up to max_readahead in one
-//     READ. CacheAuto drops the pages on open without FOPEN_KEEP_CACHE and
+//     FOPEN_DIRECT_IO; the READ reply buffer itself becomes the pages. A
+//     sequential miss doubles the handle's read-ahead window up to
+//     max_pages (Linux file_ra_state); in CacheAuto a read of 128 KiB or
+//     more at a page boundary goes straight into the caller's buffer,
+//     uncached, since the next open drops it anyway. CacheAuto drops the pages on open without FOPEN_KEEP_CACHE and
 //     when GETATTR shows a new size or mtime; CacheAlways keeps them.
 //     Writes go through to the server and into the cached pages, unless
 //     writeback (writeback.go, FUSE_WRITEBACK_CACHE) buffers them as dirty
 //     ranges written back on Flush, Sync, lseek, truncation or past
 //     WritebackLimit; the client owns the size while data is dirty.
+//   - Directories are listed as Linux READDIRPLUS_AUTO does: READDIRPLUS
+//     for the first request of a listing or after a LOOKUP in the
+//     directory, plain READDIR otherwise, in requests growing to
+//     max_pages; entries the caller did not take wait for the next call.
+//   - RELEASE is sent in the background holding the inode (Linux
+//     fuse_file_put), so its FORGET follows it; Close and FlushForgets
+//     wait for outstanding RELEASEs. FLUSH is skipped for a handle that
+//     wrote nothing and took no POSIX lock (virtiofsd's FLUSH would do
+//     nothing for it).
 //
 // Lock order of the client filesystem:
 //
 //	inode.flushMu (held across the WRITEs of one writeback)
 //	  Filesystem.dirtyMu
 //	    inode.mu
-//	Filesystem.mu, forgetBatcher.mu: leaves, never held with another
+//	Filesystem.mu, forgetBatcher.mu, Filesystem.releases.mu,
+//	fileHandle.dirs.mu: leaves, never held with another
 //
 // inode.flushMu is the only lock held across requests, as Linux waits on
 // page writeback; Filesystem.mu and inode.mu never are, and Release never
