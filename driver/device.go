@@ -29,11 +29,12 @@ const (
 	fuseHeaderOverhead    = 4   // FUSE_HEADER_OVERHEAD in Linux virtio_fs.c
 	resetTimeout          = time.Second
 	drainTimeout          = time.Second
-	acceptedFeatures      = virtio.FeatureVersion1 | virtio.FeatureEventIdx | virtio.FeatureIndirectDesc
+	acceptedFeatures      = virtio.FeatureVersion1 | virtio.FeatureIndirectDesc
 	fuseInHeaderLen       = 40
 	fuseOutHeaderLen      = 16
 	fuseUniqueOff         = 8 // unique is at bytes 8..16 of both headers
 	fuseInHeaderOpcodeOff = 4
+	fuseDestroy           = 38 // FUSE_DESTROY
 )
 
 // Options configure a Device. The zero value takes the defaults.
@@ -50,6 +51,20 @@ type Options struct {
 	// Backoff paces the completion goroutines; the zero value takes
 	// virtio.Backoff's defaults.
 	Backoff virtio.Backoff
+	// EventIdx negotiates VIRTIO_F_EVENT_IDX when the device offers it.
+	// It is off by default: with it, libvhost-user (virtiofsd 7.2) signals
+	// the call eventfd after the first completion on a freshly started
+	// queue whatever used_event says, and QEMU starts a queue (and the
+	// back end's queue thread, which takes a waiting request at once)
+	// before it hands over that queue's call eventfd. A driver as quick as
+	// this one has FUSE_INIT answered in between, and virtiofsd dies with
+	// "fv_panic: libvhost-user: Error writing eventfd: Bad file
+	// descriptor" (seen on the second to fourth bring-up of a device in
+	// one VM). Without EVENT_IDX the driver sets VRING_AVAIL_F_NO_INTERRUPT
+	// and the back end never signals. The price is a notification per
+	// request even while the device is busy, which costs nothing when
+	// requests come one at a time.
+	EventIdx bool
 	// Spin is how long a caller of RoundTrip polls the used ring for its
 	// reply itself before it parks and leaves the polling to the
 	// completion goroutine; 0 means DefaultSpin, a negative value means
@@ -101,8 +116,9 @@ var _ fuse.Sender = (*Device)(nil)
 
 // New brings up the virtio-fs device behind t (virtio spec 1.2 section
 // 3.1.1, as virtio_fs_probe in Linux fs/fuse/virtio_fs.c): reset,
-// ACKNOWLEDGE|DRIVER, feature negotiation (VERSION_1 required; EVENT_IDX and
-// INDIRECT_DESC when offered; never ACCESS_PLATFORM or RING_PACKED),
+// ACKNOWLEDGE|DRIVER, feature negotiation (VERSION_1 required; INDIRECT_DESC
+// when offered, EVENT_IDX too with Options.EventIdx; never ACCESS_PLATFORM or
+// RING_PACKED),
 // FEATURES_OK, the configuration (tag, num_request_queues), queue 0 (hiprio)
 // and the request queues, DRIVER_OK.
 //
@@ -140,7 +156,11 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 	if offered&virtio.FeatureVersion1 == 0 {
 		return nil, fmt.Errorf("device features %#x lack VIRTIO_F_VERSION_1: %w", offered, syscall.ENODEV)
 	}
-	features := offered & acceptedFeatures
+	accepted := uint64(acceptedFeatures)
+	if opts.EventIdx {
+		accepted |= virtio.FeatureEventIdx
+	}
+	features := offered & accepted
 	if err := t.SetDriverFeatures(features); err != nil {
 		return nil, fmt.Errorf("setting driver features %#x: %w", features, err)
 	}

@@ -212,6 +212,9 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if r.op == fuseDestroy {
+		d.drainHiprio(ctx)
+	}
 	if err := d.submit(ctx, r); err != nil {
 		return 0, err
 	}
@@ -304,6 +307,34 @@ func (d *Device) leave(r *request, err error) error {
 		return nil
 	}
 	return err
+}
+
+// drainHiprio waits, for at most drainTimeout, until the device has given
+// back every hiprio chain, so that FORGETs sent before a DESTROY are
+// processed before it: virtiofsd serves the queues on separate threads,
+// and a FORGET it takes after DESTROY (when the session has no INIT any
+// more) gets an error reply that has nowhere to go.
+func (d *Device) drainHiprio(ctx context.Context) {
+	q := d.hiprio
+	deadline := time.Now().Add(drainTimeout)
+	for i := 0; q.inflight.Load() > 0; i++ {
+		found, ok := q.poll()
+		if !ok {
+			return // corrupt or stopped: nothing will come back
+		}
+		if found {
+			continue
+		}
+		if ctx.Err() != nil || (i%spinCheckEvery == 0 && time.Now().After(deadline)) {
+			return
+		}
+		select {
+		case <-d.dead:
+			return
+		default:
+		}
+		runtime.Gosched()
+	}
 }
 
 // SendHiprio implements fuse.Sender.SendHiprio, as

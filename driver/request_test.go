@@ -267,23 +267,28 @@ func TestFullQueueWaits(t *testing.T) {
 // reply, whether they spin for it (harvesting each other's completions),
 // park at once (the completion goroutine harvests), or mix both.
 func TestConcurrent(t *testing.T) {
-	spins := []struct {
+	modes := []struct {
 		name string
-		spin time.Duration
+		opts Options
 	}{
-		{"spin", 0}, {"park", -1}, {"mixed", time.Microsecond},
+		{"spin", Options{}},
+		{"park", Options{Spin: -1}},
+		{"mixed", Options{Spin: time.Microsecond}},
+		{"mixed, event idx", Options{Spin: time.Microsecond, EventIdx: true}},
 	}
 	for _, nq := range []int{1, 3} {
-		for _, sp := range spins {
-			t.Run(fmt.Sprintf("%d request queues, %s", nq, sp.name), func(t *testing.T) {
-				testConcurrent(t, nq, sp.spin)
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("%d request queues, %s", nq, m.name), func(t *testing.T) {
+				opts := m.opts
+				opts.RequestQueues, opts.QueueSize = nq, 16
+				testConcurrent(t, nq, opts)
 			})
 		}
 	}
 }
 
-func testConcurrent(t *testing.T, nq int, spin time.Duration) {
-	d, tr := newTestDevice(t, virtiotest.Config{NumQueues: 1 + nq, DeviceConfig: virtiotest.FSConfig("c", nq), Async: true, Handler: echo}, Options{RequestQueues: nq, QueueSize: 16, Spin: spin})
+func testConcurrent(t *testing.T, nq int, opts Options) {
+	d, tr := newTestDevice(t, virtiotest.Config{NumQueues: 1 + nq, DeviceConfig: virtiotest.FSConfig("c", nq), Async: true, Handler: echo}, opts)
 	const goroutines, each = 64, 100
 	var wg sync.WaitGroup
 	errc := make(chan error, goroutines)
@@ -555,5 +560,56 @@ func TestCloseDrains(t *testing.T) {
 				t.Errorf("%d DMA buffers live after Close", liveBuffers(d))
 			}
 		})
+	}
+}
+
+// TestDestroyAfterForgets: a DESTROY waits until the device has processed
+// the FORGETs sent before it (virtiofsd serves the queues on separate
+// threads and drops a FORGET it takes after DESTROY).
+func TestDestroyAfterForgets(t *testing.T) {
+	const opDestroy = 38
+	g := newGate()
+	defer g.release()
+	var mu sync.Mutex
+	var order []uint32
+	handler := func(r, w [][]byte) int {
+		req := flat(r)
+		op := binary.LittleEndian.Uint32(req[4:])
+		if op == opForget {
+			<-g.open
+		}
+		mu.Lock()
+		order = append(order, op)
+		mu.Unlock()
+		return echo(r, w)
+	}
+	d, _ := newTestDevice(t, virtiotest.Config{Async: true, Handler: handler}, Options{})
+	for i := range 3 {
+		if err := d.SendHiprio(context.Background(), [][]byte{inHeader(opForget, uint64(i+1), 42, make([]byte, 8))}); err != nil {
+			t.Fatalf("SendHiprio: %v", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.RoundTrip(context.Background(), [][]byte{inHeader(opDestroy, 10, 0, nil)}, [][]byte{make([]byte, 64)})
+		done <- err
+	}()
+	// The DESTROY must not reach the device while the FORGETs are held.
+	for watch := time.Now().Add(100 * time.Millisecond); time.Now().Before(watch); runtime.Gosched() {
+		mu.Lock()
+		n := len(order)
+		mu.Unlock()
+		if n != 0 {
+			t.Fatal("DESTROY reached the device before the FORGETs were processed")
+		}
+	}
+	g.release()
+	if err := <-done; err != nil {
+		t.Fatalf("DESTROY: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []uint32{opForget, opForget, opForget, opDestroy}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("device saw opcodes %v, want %v", order, want)
 	}
 }

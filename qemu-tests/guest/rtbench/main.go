@@ -4,7 +4,7 @@
 //
 //   - driver: the virtio-fs PCI device brought up with driver.New on its own
 //     hugepage memory, FUSE_INIT and then -n GETATTRs of the root encoded by
-//     hand, each through driver.Device.RoundTrip;
+//     hand, each through driver.Device.RoundTrip, for each -spin value;
 //   - fs: govirtiofs.Open with CacheNone, then -n FS.Stat of a file (LOOKUP
 //     and GETATTR each time: nothing is trusted) and of the root.
 //
@@ -25,6 +25,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/govirtiofs/govirtiofs"
@@ -52,12 +53,25 @@ func main() {
 	tag := flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "virtio-fs tag")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the fs phase to this `name` on the share")
 	level := flag.String("level", "driver,fs", "which measurements: driver, fs or both")
+	spins := flag.String("spin", "default", "comma-separated driver.Options.Spin values for the driver level (default: DefaultSpin; -1ns: park at once)")
+	eventIdx := flag.Bool("eventidx", false, "negotiate EVENT_IDX at the driver level (virtiofsd 7.2 may die on a later bring-up: see driver.Options.EventIdx)")
 	flag.Parse()
 	ctx := context.Background()
 	if bytes.Contains([]byte(*level), []byte("driver")) {
-		if err := benchDriver(ctx, *n); err != nil {
-			fmt.Fprintf(os.Stderr, "rtbench: driver: %v\n", err)
-			os.Exit(1)
+		for _, sp := range strings.Split(*spins, ",") {
+			var spin time.Duration
+			if sp != "default" {
+				var err error
+				if spin, err = time.ParseDuration(sp); err != nil {
+					fmt.Fprintf(os.Stderr, "rtbench: -spin: %v\n", err)
+					os.Exit(2)
+				}
+			}
+			opts := driver.Options{Spin: spin, EventIdx: *eventIdx, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			if err := benchDriver(ctx, *n, fmt.Sprintf("spin=%s event_idx=%v", sp, *eventIdx), opts); err != nil {
+				fmt.Fprintf(os.Stderr, "rtbench: driver: %v\n", err)
+				os.Exit(1)
+			}
 		}
 	}
 	if bytes.Contains([]byte(*level), []byte("fs")) {
@@ -85,7 +99,7 @@ func header(b []byte, opcode uint32, unique, nodeid uint64) {
 	binary.LittleEndian.PutUint64(b[16:], nodeid)
 }
 
-func benchDriver(ctx context.Context, n int) error {
+func benchDriver(ctx context.Context, n int, name string, opts driver.Options) error {
 	mem, err := dmamem.New(dmaPages)
 	if err != nil {
 		return err
@@ -102,7 +116,7 @@ func benchDriver(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(ctx, t, driver.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d, err := driver.New(ctx, t, opts)
 	if err != nil {
 		t.Close()
 		return err
@@ -140,7 +154,7 @@ func benchDriver(ctx context.Context, n int) error {
 			ds = append(ds, el)
 		}
 	}
-	report("driver.RoundTrip GETATTR", ds)
+	report("driver.RoundTrip GETATTR "+name, ds)
 	return nil
 }
 
