@@ -74,11 +74,23 @@
 //
 // Close fails waiting and later calls with ENOTCONN, then, before the
 // reset, waits up to one second until the device has given back every chain
-// (FORGETs and DESTROY sent just before are typical), as
-// virtio_fs_drain_all_queues in Linux: resetting while the back end still
-// processes requests made virtiofsd 7.2 die writing a call eventfd that the
-// reset had replaced ("fv_panic: libvhost-user: Error writing eventfd"), on
-// the third or fourth bring-up of a device in one VM.
+// (FORGETs sent just before are typical), as virtio_fs_drain_all_queues in
+// Linux, so that the reset never pulls rings and buffers from under a back
+// end still processing them. A DESTROY likewise waits (bounded) until the
+// hiprio queue is drained: virtiofsd serves each queue on its own thread and
+// drops, with an error it cannot deliver, a FORGET it takes after DESTROY.
+//
+// # Features
+//
+// VIRTIO_F_EVENT_IDX is negotiated only with Options.EventIdx. With it,
+// virtiofsd 7.2 (libvhost-user) signals a queue's call eventfd after the
+// first completion on a freshly started queue, and QEMU starts the queue
+// (the back end's queue thread runs at once) before it passes that queue's
+// call eventfd: when FUSE_INIT is answered in between, virtiofsd dies with
+// "fv_panic: libvhost-user: Error writing eventfd: Bad file descriptor"
+// and the guest loses the device. Seen on the second to eighth bring-up of
+// a device in one VM (TestReopen in qemu-tests); without EVENT_IDX the
+// driver sets VRING_AVAIL_F_NO_INTERRUPT and the back end never signals.
 //
 // Lock order:
 //
