@@ -248,8 +248,14 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		return nil, fmt.Errorf("setting DRIVER_OK: %w", err)
 	}
 	for _, q := range queues {
+		b := opts.Backoff
+		if q.index == hiprioQueue {
+			// Nobody waits for a hiprio completion (only for its buffers
+			// to come back): let the request callers have the processor.
+			b.Park = true
+		}
 		d.wg.Add(1)
-		go q.complete(opts.Backoff)
+		go q.complete(b)
 	}
 	go d.supervise()
 	log.Debug("virtio-fs device ready", "tag", tag, "features", fmt.Sprintf("%#x", features),

@@ -18,7 +18,8 @@ import (
 // itself to requestPool.
 type request struct {
 	q      *queue           // set by newRequest
-	bufs   [2]virtio.Buffer // the request (device-readable) and the reply (device-writable; zero for hiprio)
+	bufs   [2]virtio.Buffer // the request (device-readable) and the reply (device-writable; zero for hiprio), cut to length
+	full   [2]virtio.Buffer // bufs as the pool handed them out, to give back
 	unique uint64           // from the request's fuse_in_header
 	op     uint32           // the opcode, for log lines
 	refs   atomic.Int32
@@ -65,9 +66,9 @@ func (r *request) release() {
 		return
 	}
 	p := r.q.d.pool
-	p.put(r.bufs[0])
-	if r.bufs[1].Bytes != nil {
-		p.put(r.bufs[1])
+	p.put(r.full[0])
+	if r.full[1].Bytes != nil {
+		p.put(r.full[1])
 	}
 	*r = request{}
 	requestPool.Put(r)
@@ -136,15 +137,18 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 			d.pool.put(ib)
 			return nil, mapErr(err)
 		}
+	}
+	r := requestPool.Get().(*request)
+	r.q = q
+	r.full = [2]virtio.Buffer{ib, ob}
+	ib.Bytes = ib.Bytes[:inLen]
+	gather(ib.Bytes, in)
+	if outLen > 0 {
 		ob.Bytes = ob.Bytes[:outLen]
 		// Stale bytes from an earlier request must not pass for this
 		// reply's header if the device writes less than it claims.
 		clear(ob.Bytes[:fuseOutHeaderLen])
 	}
-	ib.Bytes = ib.Bytes[:inLen]
-	gather(ib.Bytes, in)
-	r := requestPool.Get().(*request)
-	r.q = q
 	r.bufs = [2]virtio.Buffer{ib, ob}
 	r.unique = binary.LittleEndian.Uint64(ib.Bytes[fuseUniqueOff:])
 	r.op = binary.LittleEndian.Uint32(ib.Bytes[fuseInHeaderOpcodeOff:])
@@ -260,10 +264,17 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 			if found, _ := q.poll(); found {
 				continue
 			}
+			// Single-channel non-blocking receives: far cheaper than
+			// a select over both (runtime.selectgo), under TCG too.
+			if ctxDone != nil {
+				select {
+				case <-ctxDone:
+					q.stopSpinning()
+					return d.leave(r, ctx.Err())
+				default:
+				}
+			}
 			select {
-			case <-ctxDone:
-				q.stopSpinning()
-				return d.leave(r, ctx.Err())
 			case <-d.dead:
 				q.stopSpinning()
 				return d.leave(r, syscall.ENOTCONN)

@@ -613,3 +613,23 @@ func TestDestroyAfterForgets(t *testing.T) {
 		t.Errorf("device saw opcodes %v, want %v", order, want)
 	}
 }
+
+// TestPoolReuse: a round trip's DMA buffers go back to the pool's cache
+// (whole, not cut to the request's length), so the next one does not
+// allocate from the Memory.
+func TestPoolReuse(t *testing.T) {
+	d, _ := newTestDevice(t, virtiotest.Config{Handler: echo}, Options{})
+	c, _ := class(1)
+	for i := range 3 {
+		if _, err := d.RoundTrip(context.Background(), [][]byte{inHeader(opGetattr, uint64(i+1), 1, []byte("x"))}, [][]byte{make([]byte, 100)}); err != nil {
+			t.Fatal(err)
+		}
+		waitLive(t, d, 0)
+		d.pool.mu.Lock()
+		cached := len(d.pool.free[c])
+		d.pool.mu.Unlock()
+		if cached != 2 {
+			t.Fatalf("round trip %d: %d one-page buffers cached, want 2 (request and reply)", i, cached)
+		}
+	}
+}

@@ -23,11 +23,19 @@ import (
 // within about 100-150 µs after a long idle spell, and an idle poller
 // mostly sleeps.
 //
+// A goroutine in nanosleep keeps its P: with GOMAXPROCS=1 nothing else runs
+// until the sleep ends or sysmon retakes the P (20 µs to 10 ms later). A
+// poller whose latency matters less than that of the other goroutines sets
+// Park: it then sleeps with time.Sleep, which frees the P at once, at the
+// price of the timer's granularity (about a millisecond when nothing else
+// runs).
+//
 // The zero value uses the defaults. A Backoff is used by one goroutine.
 type Backoff struct {
 	SpinFor  time.Duration // busy checking after going idle; 0 means 2 µs
 	YieldFor time.Duration // spinning plus yielding; 0 means 100 µs
 	MaxSleep time.Duration // longest sleep; 0 means 50 µs
+	Park     bool          // sleep with time.Sleep instead of nanosleep
 
 	idleSince time.Time     // when the loop last found no work; zero while busy
 	sleep     time.Duration // current sleep length
@@ -68,7 +76,11 @@ func (b *Backoff) Wait() {
 		} else if b.sleep < maxSleep {
 			b.sleep = min(2*b.sleep, maxSleep)
 		}
-		nanosleep(b.sleep)
+		if b.Park {
+			time.Sleep(b.sleep)
+		} else {
+			nanosleep(b.sleep)
+		}
 	}
 }
 

@@ -17,23 +17,25 @@ func TestBackoffPhases(t *testing.T) {
 	if b.sleep != 0 {
 		t.Fatalf("slept (%v) while spinning", b.sleep)
 	}
-	b = &Backoff{SpinFor: time.Nanosecond, YieldFor: 2 * time.Nanosecond, MaxSleep: 8 * time.Microsecond}
-	b.Wait() // idle starts now
-	time.Sleep(time.Millisecond)
-	var got []time.Duration
-	for range 6 {
-		b.Wait()
-		got = append(got, b.sleep)
-	}
-	want := []time.Duration{1, 2, 4, 8, 8, 8}
-	for i := range want {
-		if got[i] != want[i]*time.Microsecond {
-			t.Fatalf("sleeps %v, want %v µs: doubling from 1 µs, capped at MaxSleep", got, want)
+	for _, park := range []bool{false, true} {
+		b = &Backoff{SpinFor: time.Nanosecond, YieldFor: 2 * time.Nanosecond, MaxSleep: 8 * time.Microsecond, Park: park}
+		b.Wait() // idle starts now
+		time.Sleep(time.Millisecond)
+		var got []time.Duration
+		for range 6 {
+			b.Wait()
+			got = append(got, b.sleep)
 		}
-	}
-	b.Reset()
-	if b.sleep != 0 || !b.idleSince.IsZero() {
-		t.Errorf("after Reset: sleep %v, idle since %v; want both zero", b.sleep, b.idleSince)
+		want := []time.Duration{1, 2, 4, 8, 8, 8}
+		for i := range want {
+			if got[i] != want[i]*time.Microsecond {
+				t.Fatalf("Park %v: sleeps %v, want %v µs: doubling from 1 µs, capped at MaxSleep", park, got, want)
+			}
+		}
+		b.Reset()
+		if b.sleep != 0 || !b.idleSince.IsZero() {
+			t.Errorf("Park %v: after Reset: sleep %v, idle since %v; want both zero", park, b.sleep, b.idleSince)
+		}
 	}
 }
 
