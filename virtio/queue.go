@@ -54,7 +54,18 @@ type Queue struct {
 	waiters  int           // goroutines blocked in Add for descriptors
 	freed    chan struct{} // closed (and replaced) when descriptors are freed while waiters > 0
 	closed   bool
+	// tables caches freed indirect tables by their number of descriptors
+	// (up to maxCachedTable), so that a steady stream of chains does not
+	// go to the Memory's allocator.
+	tables [maxCachedTable + 1][]Buffer
 }
+
+// Indirect table cache bounds: tables of up to maxCachedTable descriptors,
+// at most maxCachedTables of each size.
+const (
+	maxCachedTable  = 8
+	maxCachedTables = 64
+)
 
 // chain is the driver's record of a descriptor chain in flight.
 type chain struct {
@@ -200,7 +211,13 @@ func (q *Queue) Add(ctx context.Context, readable, writable []Buffer, cookie any
 	var table Buffer
 	need := n
 	if q.indirect && n > 1 {
-		if t, err := q.mem.Alloc(DescTableBytes(n), DescAlign); err == nil {
+		t, ok := q.cachedTable(n)
+		if !ok {
+			var err error
+			t, err = q.mem.Alloc(DescTableBytes(n), DescAlign)
+			ok = err == nil
+		}
+		if ok {
 			table, need = t, 1
 			fillIndirect(table.Bytes, readable, writable)
 		}
@@ -363,14 +380,34 @@ func (q *Queue) freeChainLocked(head uint16) {
 	q.freeHead = head
 	q.numFree += c.ndesc
 	q.inFlight--
-	if c.table.Bytes != nil {
-		q.mem.Free(c.table)
+	if t := c.table; t.Bytes != nil {
+		if n := len(t.Bytes) / DescSize; n <= maxCachedTable && len(q.tables[n]) < maxCachedTables && !q.closed {
+			q.tables[n] = append(q.tables[n], t)
+		} else {
+			q.mem.Free(t)
+		}
 	}
 	*c = chain{}
 	if q.waiters > 0 {
 		close(q.freed)
 		q.freed = make(chan struct{})
 	}
+}
+
+// cachedTable takes a cached indirect table of n descriptors, if any.
+func (q *Queue) cachedTable(n int) (Buffer, bool) {
+	if n > maxCachedTable {
+		return Buffer{}, false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.tables[n]
+	if len(l) == 0 || q.closed {
+		return Buffer{}, false
+	}
+	t := l[len(l)-1]
+	q.tables[n] = l[:len(l)-1]
+	return t, true
 }
 
 // Close wakes goroutines blocked in Add (they return ErrDeviceGone), and
@@ -389,6 +426,12 @@ func (q *Queue) Close() {
 		if q.chains[i].table.Bytes != nil {
 			q.mem.Free(q.chains[i].table)
 		}
+	}
+	for n, l := range q.tables {
+		for _, t := range l {
+			q.mem.Free(t)
+		}
+		q.tables[n] = nil
 	}
 	q.freeRings()
 	close(q.freed)

@@ -415,3 +415,48 @@ func BenchmarkRingRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestQueueIndirectTableReuse: a completed chain's indirect table is kept
+// for the next chain of the same length instead of going back to the
+// Memory.
+func TestQueueIndirectTableReuse(t *testing.T) {
+	tr, q := setup(t, virtiotest.Config{Features: virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, Handler: echo}, 4)
+	mem := tr.Memory()
+	r, w := alloc(t, mem, 16), alloc(t, mem, 16)
+	// tableAddr is the address of the indirect table in the ring.
+	tableAddr := func() uint64 {
+		desc := q.Addrs().Desc.Bytes
+		for i := range q.Size() {
+			if d := virtio.GetDesc(desc[i*virtio.DescSize:]); d.Flags&virtio.DescFlagIndirect != 0 {
+				return d.Addr
+			}
+		}
+		t.Fatal("no indirect descriptor in the ring")
+		return 0
+	}
+	var first uint64
+	for i := range 5 {
+		if err := add(context.Background(), tr, q, []virtio.Buffer{r}, []virtio.Buffer{w}, i); err != nil {
+			t.Fatal(err)
+		}
+		addr := tableAddr()
+		if _, err := waitPop(t, q); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = addr
+			// Had the table gone back to the Memory, this allocation
+			// of the same size could take its place.
+			x, err := mem.Alloc(virtio.DescTableBytes(2), virtio.DescAlign)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mem.Free(x)
+			if x.Addr == first {
+				t.Fatalf("the indirect table at %#x went back to the Memory", first)
+			}
+		} else if addr != first {
+			t.Fatalf("chain %d: indirect table at %#x, want the first chain's %#x again", i, addr, first)
+		}
+	}
+}
