@@ -10,9 +10,9 @@
 // The driver (package driver) builds a Queue per virtqueue with NewQueue on
 // the transport's Memory, hands Queue.Addrs to Transport.EnableQueue, adds
 // chains with Queue.Add from any goroutine (notifying the device when Add
-// says so), and harvests completions with Queue.Pop from a polling
-// goroutine paced by Backoff. Arena is the allocator behind every
-// transport's Memory.
+// says so), and harvests completions with Queue.HasUsed and Queue.Pop from
+// any goroutine: the caller waiting for a reply, or a polling goroutine
+// paced by Backoff. Arena is the allocator behind every transport's Memory.
 //
 // Ring indexes are published with atomic stores and read with atomic loads
 // (Word); sequentially consistent Go atomics provide the memory barriers

@@ -21,8 +21,10 @@ var ErrBadUsed = errors.New("virtio: bogus used ring entry")
 // Queue is the driver side of one split virtqueue (virtio spec 1.2 section
 // 2.7) whose rings live in DMA memory it was handed.
 //
-// Chains are added with Add from any goroutine; completions are taken with
-// Pop, usually from one polling goroutine (see Backoff). The queue sets
+// Chains are added with Add and completions taken with Pop from any
+// goroutines (the driver's callers poll for their own replies; a polling
+// goroutine paced by Backoff takes over when none does). Freed indirect
+// tables are cached for reuse. The queue sets
 // VIRTQ_AVAIL_F_NO_INTERRUPT (or, with VIRTIO_F_EVENT_IDX, parks used_event
 // half the index space away): the driver polls and does not want
 // interrupts.
