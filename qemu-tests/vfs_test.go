@@ -87,7 +87,7 @@ func runVFS(t *testing.T, machine string) Result {
 		cmdline = []string{"tsc=reliable"}
 	}
 	res := RunGuest(t, GuestSpec{
-		Pkg: "./qemu-tests/guest/vfs", Test: true,
+		Pkg: "./qemu-tests/guest/vfs", Test: true, BuildFlags: []string{"-tags=guest"},
 		// Without -test.v: its results come in one burst at the end, which the console may not
 		// have sent when the VM powers off; the guest prints a line per suite as it ends.
 		Args:    []string{"-test.v=false", "-test.run=^TestGuest$"},

@@ -1,3 +1,8 @@
+//go:build guest
+
+// The guest body of qemutests.TestVFS: built with -tags=guest and run inside the VM, never by a
+// plain go test on the host.
+
 package vfs
 
 import (
