@@ -1,6 +1,10 @@
 package mmio
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/govirtiofs/govirtiofs/virtio/internal/reg"
+)
 
 // Register offsets of the virtio-mmio version 2 layout (virtio spec 1.2
 // section 4.2.2, table "MMIO Device Register Layout"). Every register is 32
@@ -65,7 +69,7 @@ type registers interface {
 }
 
 // window is a register block mapped into memory (from /dev/mem in a guest,
-// or any byte slice in tests). Accesses go through load32/store32 and
+// or any byte slice in tests). Accesses go through reg.Load32/reg.Store32 and
 // friends, which are single instructions of exactly the asked width: MMIO
 // must not be merged, split, elided or turned into read-modify-write.
 type window struct {
@@ -86,12 +90,12 @@ func (w window) read32(off int) uint32 {
 	if p == nil {
 		return 0
 	}
-	return load32((*uint32)(p))
+	return reg.Load32((*uint32)(p))
 }
 
 func (w window) write32(off int, v uint32) {
 	if p := w.ptr(off, 4); p != nil {
-		store32((*uint32)(p), v)
+		reg.Store32((*uint32)(p), v)
 	}
 }
 
@@ -100,7 +104,7 @@ func (w window) read16(off int) uint16 {
 	if p == nil {
 		return 0
 	}
-	return load16((*uint16)(p))
+	return reg.Load16((*uint16)(p))
 }
 
 func (w window) read8(off int) uint8 {
@@ -108,5 +112,5 @@ func (w window) read8(off int) uint8 {
 	if p == nil {
 		return 0
 	}
-	return load8((*uint8)(p))
+	return reg.Load8((*uint8)(p))
 }

@@ -1,9 +1,13 @@
 package pci
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/govirtiofs/govirtiofs/virtio/internal/reg"
+)
 
 // window is a virtio structure inside a mapped BAR, accessed with single
-// loads and stores of the register's width.
+// loads and stores of the register's width (package reg).
 //
 // An access outside the window or misaligned reads as all ones and writes
 // nothing, as a PCI access that nothing claims; callers that take offsets
@@ -24,38 +28,38 @@ func (w window) read8(off uint64) uint8 {
 	if !w.fits(off, 1) {
 		return 0xff
 	}
-	return load8((*uint8)(w.ptr(off)))
+	return reg.Load8((*uint8)(w.ptr(off)))
 }
 
 func (w window) read16(off uint64) uint16 {
 	if !w.fits(off, 2) {
 		return 0xffff
 	}
-	return load16((*uint16)(w.ptr(off)))
+	return reg.Load16((*uint16)(w.ptr(off)))
 }
 
 func (w window) read32(off uint64) uint32 {
 	if !w.fits(off, 4) {
 		return 0xffffffff
 	}
-	return load32((*uint32)(w.ptr(off)))
+	return reg.Load32((*uint32)(w.ptr(off)))
 }
 
 func (w window) write8(off uint64, v uint8) {
 	if w.fits(off, 1) {
-		store8((*uint8)(w.ptr(off)), v)
+		reg.Store8((*uint8)(w.ptr(off)), v)
 	}
 }
 
 func (w window) write16(off uint64, v uint16) {
 	if w.fits(off, 2) {
-		store16((*uint16)(w.ptr(off)), v)
+		reg.Store16((*uint16)(w.ptr(off)), v)
 	}
 }
 
 func (w window) write32(off uint64, v uint32) {
 	if w.fits(off, 4) {
-		store32((*uint32)(w.ptr(off)), v)
+		reg.Store32((*uint32)(w.ptr(off)), v)
 	}
 }
 
