@@ -22,9 +22,8 @@ func GovirtiofsClient(name string, open func(ctx context.Context) (*govirtiofs.F
 
 // GovirtiofsSession is a client over one govirtiofs FS that lives across measurements: open runs
 // at the first Start, and close (the returned function) closes the FS. It is how the guest
-// measures govirtiofs: closing the FS resets the PCI device, and virtiofsd 7.2 does not survive
-// more than a few reset cycles of one device (it dies with "libvhost-user: Error writing eventfd:
-// Bad file descriptor"), so each VM opens the device once. Cold then means a file set (SetDir)
+// measures govirtiofs: each VM opens the device once (a bring-up costs a FUSE_INIT and the
+// device reset, which would otherwise be measured). Cold then means a file set (SetDir)
 // that this FS has never looked up or read: no cached names, attributes or data for it.
 func GovirtiofsSession(name string, open func(ctx context.Context) (*govirtiofs.FS, error)) (Client, func() error) {
 	var fsys *govirtiofs.FS // set by the first successful Start; the runner is sequential

@@ -196,10 +196,9 @@ const designNote = `## How it was run
 
 Every VM (QEMU TCG, q35) has a vhost-user-fs-pci device (its own virtiofsd, cache=auto) and a
 virtio-9p-pci device (security_model=passthrough) on the same prepared host directory. A PCI device
-bound by the kernel's virtio_pci cannot also be driven by the userspace driver, and virtiofsd 7.2
-dies after a few reset cycles of one device (closing a govirtiofs FS resets the device; the third
-or fourth bring-up ends in "libvhost-user: Error writing eventfd: Bad file descriptor"), so each
-VM brings the device up exactly once. A round is four VMs: govirtiofs-none, govirtiofs-auto,
+bound by the kernel's virtio_pci cannot also be driven by the userspace driver, so the
+userspace clients and the kernel clients run in separate VMs, and each govirtiofs VM brings the
+device up exactly once. A round is four VMs: govirtiofs-none, govirtiofs-auto,
 govirtiofs-always (each one govirtiofs.Open for all workloads, no virtio module loaded), and the
 kernel clients (the guest loads virtio_pci, virtiofs and 9p, then for each workload mounts
 virtiofs and 9p cache=none, loose, mmap with msize=512000 in turn). The VMs' order rotates from
