@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/govirtiofs/govirtiofs/vfs"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 )
 
@@ -501,16 +502,17 @@ func (d *dec) attr() Attr {
 	return a
 }
 
-// File types in Attr.Mode (S_IFMT and its values).
+// File types in Attr.Mode (S_IFMT and its values): the same bits vfs walks
+// with, so an Attr's mode passes to vfs unchanged.
 const (
-	ModeType = 0o170000
-	ModeSock = 0o140000
-	ModeLnk  = 0o120000
-	ModeReg  = 0o100000
-	ModeBlk  = 0o060000
-	ModeDir  = 0o040000
-	ModeChr  = 0o020000
-	ModeFIFO = 0o010000
+	ModeType = vfs.S_IFMT
+	ModeSock = vfs.S_IFSOCK
+	ModeLnk  = vfs.S_IFLNK
+	ModeReg  = vfs.S_IFREG
+	ModeBlk  = vfs.S_IFBLK
+	ModeDir  = vfs.S_IFDIR
+	ModeChr  = vfs.S_IFCHR
+	ModeFIFO = vfs.S_IFIFO
 )
 
 // validateAttr mirrors Linux fuse_invalid_attr: the file type must be one
