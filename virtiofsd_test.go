@@ -186,3 +186,70 @@ func BenchmarkSequentialRead(b *testing.B) {
 		})
 	}
 }
+
+// makeFiles creates n empty files named by name(i) below dir on the host.
+func makeFiles(b *testing.B, dir string, n int, name func(int) string) {
+	b.Helper()
+	for i := range n {
+		p := filepath.Join(dir, name(i))
+		if i == 0 {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatCached stats one of 1000 files per op whose names and
+// attributes are cached: the bench's stat-warm workload, with its paths
+// (sets/<set>/small/fNNNNN) after one unmeasured pass.
+func BenchmarkStatCached(b *testing.B) {
+	for _, mode := range []CacheMode{CacheAlways, CacheAuto} {
+		b.Run(mode.String(), func(b *testing.B) {
+			f, dir := benchFS(b, mode)
+			names := make([]string, 1000)
+			for i := range names {
+				names[i] = fmt.Sprintf("sets/r0-stat-warm/small/f%05d", i)
+			}
+			makeFiles(b, dir, len(names), func(i int) string { return names[i] })
+			for _, n := range names {
+				if _, err := f.Stat(n); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := f.Stat(names[i%len(names)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadDir lists a directory of 5000 files per op, as the bench's
+// readdir workload: ReadDir, sorted. It cycles through four directories so
+// that the dentry cache (10000 names) holds none of a directory's names
+// when it is listed again.
+func BenchmarkReadDir(b *testing.B) {
+	const entries, dirs = 5000, 4
+	for _, mode := range []CacheMode{CacheAlways, CacheAuto} {
+		b.Run(mode.String(), func(b *testing.B) {
+			f, dir := benchFS(b, mode)
+			for d := range dirs {
+				makeFiles(b, dir, entries, func(i int) string { return fmt.Sprintf("d%d/e%06d", d, i) })
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				ents, err := f.ReadDir(fmt.Sprintf("d%d", i%dirs))
+				if err != nil || len(ents) != entries {
+					b.Fatalf("ReadDir: %d entries, %v", len(ents), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*entries), "ns/entry")
+		})
+	}
+}
