@@ -111,7 +111,7 @@ type VM struct {
 	args     []string
 	started  time.Time
 	qemu     *exec.Cmd
-	daemons  []*daemon
+	daemons  []*Virtiofsd
 	sockDir  string
 	done     chan struct{} // closed when everything has stopped and the results below are final
 	kill     chan struct{} // closed by Kill
@@ -126,14 +126,6 @@ type VM struct {
 	tail []string
 	// waitErr is the result for Wait.
 	waitErr error
-}
-
-// daemon is one virtiofsd.
-type daemon struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed after cmd.Wait returned
-	mu     sync.Mutex    // guards out
-	out    bytes.Buffer  // stderr, kept for error messages
 }
 
 // Start launches one virtiofsd per share, waits until each listens, then starts QEMU. The VM is
@@ -163,13 +155,15 @@ func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
 	var sockets []string
 	for i, sh := range cfg.Shares {
 		sock := filepath.Join(vm.sockDir, fmt.Sprintf("vfs%d.sock", i))
-		d, err := startVirtiofsd(ctx, cfg.Virtiofsd, sock, sh, vm.log)
-		if d != nil {
-			vm.daemons = append(vm.daemons, d)
-		}
+		d, err := StartVirtiofsd(ctx, VirtiofsdConfig{
+			Bin: cfg.Virtiofsd, Socket: sock, Dir: sh.Dir, Cache: sh.Cache,
+			AnnounceSubmounts: sh.AnnounceSubmounts, Xattr: sh.Xattr, Args: sh.VirtiofsdArgs,
+			Name: sh.Tag, Log: vm.log,
+		})
 		if err != nil {
 			return nil, err
 		}
+		vm.daemons = append(vm.daemons, d)
 		sockets = append(sockets, sock)
 	}
 	tsc := 0
@@ -276,150 +270,9 @@ func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// virtiofsdReady is the line C virtiofsd prints once it listens on its socket.
-const virtiofsdReady = "Waiting for vhost-user socket connection"
-
-func startVirtiofsd(ctx context.Context, bin, sock string, sh Share, log *slog.Logger) (*daemon, error) {
-	args := []string{"--socket-path=" + sock, "-o", "source=" + sh.Dir, "-o", "cache=" + sh.Cache}
-	if sh.AnnounceSubmounts {
-		args = append(args, "-o", "announce_submounts")
-	}
-	if sh.Xattr {
-		args = append(args, "-o", "xattr")
-	}
-	args = append(args, sh.VirtiofsdArgs...)
-	d := &daemon{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
-	d.cmd.SysProcAttr = childAttr()
-	stderr, err := d.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("boot: starting virtiofsd for %q: %w", sh.Tag, err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.mu.Lock()
-			if d.out.Len() < 64<<10 {
-				d.out.WriteString(line + "\n")
-			}
-			d.mu.Unlock()
-			log.Debug("virtiofsd", "tag", sh.Tag, "line", line)
-			if !signalled && strings.Contains(line, virtiofsdReady) {
-				signalled = true
-				close(ready)
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		d.cmd.Wait()
-		close(d.exited)
-	}()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-ready:
-		log.Debug("virtiofsd listening", "tag", sh.Tag, "dir", sh.Dir, "socket", sock)
-		return d, nil
-	case <-d.exited:
-		return d, fmt.Errorf("boot: virtiofsd for %q exited: %s\n%s", sh.Tag, d.cmd.ProcessState, d.output())
-	case <-timer.C:
-		return d, fmt.Errorf("boot: virtiofsd for %q did not listen within 10s:\n%s", sh.Tag, d.output())
-	case <-ctx.Done():
-		return d, ctx.Err()
-	}
-}
-
-func (d *daemon) output() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.out.String()
-}
-
-// stop ends virtiofsd: it exits by itself once QEMU disconnects; SIGTERM, then SIGKILL after 2 s,
-// handle the other cases. Then it ends the rest of virtiofsd's process group: with its default
-// namespace sandbox virtiofsd forks a child that does the work and gets SIGTERM only when the
-// parent has gone, so it could outlive stop by some milliseconds.
-func (d *daemon) stop() {
-	defer d.endGroup()
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(2 * time.Second)
-	defer t.Stop()
-	select {
-	case <-d.exited:
-	case <-t.C:
-		d.cmd.Process.Kill()
-		<-d.exited
-	}
-}
-
-// endGroup kills what is left of the exited virtiofsd's process group and waits up to 2 s until
-// none of it runs. Zombies count as ended: the orphans are reaped by init, at its own pace. The
-// group's id cannot be reused while a member exists (childAttr made virtiofsd its leader).
-func (d *daemon) endGroup() {
-	pgid := d.cmd.Process.Pid
-	if syscall.Kill(-pgid, syscall.SIGKILL) != nil {
-		return // ESRCH: the group is empty
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for len(liveGroupMembers(pgid)) > 0 && time.Now().Before(deadline) {
-		// The members are not our children and cannot be waited for; poll for their end.
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// liveGroupMembers returns the processes of group pgid that are not zombies, from /proc.
-func liveGroupMembers(pgid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var live []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		if state, group, ok := parseProcStat(string(b)); ok && group == pgid && state != "Z" && state != "X" {
-			live = append(live, pid)
-		}
-	}
-	return live
-}
-
-// parseProcStat returns the state and process group fields of a /proc/<pid>/stat line:
-// "pid (comm) state ppid pgrp ...", where comm may hold spaces and parentheses.
-func parseProcStat(stat string) (state string, pgrp int, ok bool) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 3 {
-		return "", 0, false
-	}
-	pgrp, err := strconv.Atoi(f[2])
-	if err != nil {
-		return "", 0, false
-	}
-	return f[0], pgrp, true
-}
-
 func (vm *VM) stopDaemons() {
 	for _, d := range vm.daemons {
-		d.stop()
+		d.Stop()
 	}
 }
 

@@ -214,12 +214,12 @@ func checkDaemonsGone(t *testing.T, vm *VM) {
 	}
 	for _, d := range vm.daemons {
 		select {
-		case <-d.exited:
+		case <-d.Done():
 		default:
-			t.Errorf("virtiofsd %v still running after Wait", d.cmd.Args)
+			t.Errorf("virtiofsd %v still running after Wait", d.Args())
 		}
-		if live := liveGroupMembers(d.cmd.Process.Pid); len(live) > 0 {
-			t.Errorf("virtiofsd's process group %d still runs after Wait: %v", d.cmd.Process.Pid, live)
+		if live := liveGroupMembers(d.PID()); len(live) > 0 {
+			t.Errorf("virtiofsd's process group %d still runs after Wait: %v", d.PID(), live)
 		}
 	}
 }

@@ -15,5 +15,9 @@
 // is the started process; FDCount looks at the serving child when it exists.
 // The Daemon runs in its own process group so that Kill reaches both.
 //
-// Lock order: Daemon.mu is a leaf.
+// The process itself is started and stopped by boot.StartVirtiofsd, the one
+// virtiofsd launcher that the VM harness (package boot) and the benchmark
+// (package bench) use too.
+//
+// Lock order: none; the Daemon has no locks of its own.
 package virtiofsdtest
