@@ -21,18 +21,18 @@ func dialed(b *testing.B, size int, opts govirtiofs.Options) *govirtiofs.FS {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	d, err := startVirtiofsd(ctx, boot.DefaultVirtiofsd, dir, "always")
+	d, err := boot.StartVirtiofsd(ctx, boot.VirtiofsdConfig{Socket: filepath.Join(b.TempDir(), "v.sock"), Dir: dir, Cache: "always"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	fsys, err := govirtiofs.Dial(ctx, d.sock, opts)
+	fsys, err := govirtiofs.Dial(ctx, d.Socket(), opts)
 	if err != nil {
-		d.stop()
+		d.Kill()
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
 		fsys.Close()
-		d.stop()
+		d.Stop()
 	})
 	return fsys
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/govirtiofs/govirtiofs"
 )
@@ -20,29 +21,18 @@ func GovirtiofsClient(name string, open func(ctx context.Context) (*govirtiofs.F
 	}}
 }
 
-// GovirtiofsSession is a client over one govirtiofs FS that lives across measurements: open runs
-// at the first Start, and close (the returned function) closes the FS. It is how the guest
-// measures govirtiofs: each VM opens the device once (a bring-up costs a FUSE_INIT and the
-// device reset, which would otherwise be measured). Cold then means a file set (SetDir)
-// that this FS has never looked up or read: no cached names, attributes or data for it.
-func GovirtiofsSession(name string, open func(ctx context.Context) (*govirtiofs.FS, error)) (Client, func() error) {
-	var fsys *govirtiofs.FS // set by the first successful Start; the runner is sequential
-	c := Client{Name: name, Start: func(ctx context.Context) (FS, func() error, error) {
+// GovirtiofsShared is a client over one govirtiofs FS that lives across measurements, opened
+// and closed by the caller: it is how the guest measures govirtiofs, each cache mode with an FS
+// of its own that stays open for the whole run (a bring-up costs a device reset and FUSE_INIT,
+// which are no part of any workload). Cold then means a file set (SetDir) that this FS has never
+// looked up or read: no cached names, attributes or data for it.
+func GovirtiofsShared(name string, fsys *govirtiofs.FS) Client {
+	return Client{Name: name, Start: func(context.Context) (FS, func() error, error) {
 		if fsys == nil {
-			f, err := open(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			fsys = f
+			return nil, nil, fmt.Errorf("bench: %s: no FS", name)
 		}
 		return Govirtiofs{FS: fsys}, func() error { return nil }, nil
 	}}
-	return c, func() error {
-		if fsys == nil {
-			return nil
-		}
-		return fsys.Close()
-	}
 }
 
 // HostOSClient is package os on the shared directory itself (host-os). It has no cache of its own

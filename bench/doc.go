@@ -12,12 +12,13 @@
 //     ([SetDir]), so that every cold measurement meets files its client has never seen; what
 //     else cold means differs per client and is said at each constructor.
 //   - The host harness ([Harness]) behind "govirtiofs bench": it prepares the directory, runs the
-//     host clients, then per round boots one VM per client group ([VMPhases]), each with both a
-//     vhost-user-fs-pci and a virtio-9p-pci device on that directory, collects the guest
-//     program's records (qemu-tests/guest/bench) from the console, and writes results.md,
-//     results.json and results.svg ([WriteReport]). One VM per group, rather than one for all,
-//     because the userspace driver and virtio_pci cannot share a device and virtiofsd does not
-//     survive repeated resets of one device ([GovirtiofsSession]).
+//     host clients, then boots one VM for all rounds, with a vhost-user-fs-pci device per
+//     govirtiofs cache mode ([GovirtiofsTags]), one for the kernel's virtiofs
+//     ([KernelVirtiofsTag]) and a virtio-9p-pci device, all on that directory, every virtiofsd
+//     with the same options ([HarnessConfig].VirtiofsdArgs). It collects the guest program's
+//     records (qemu-tests/guest/bench) from the console, and writes results.md, results.json and
+//     results.svg ([WriteReport]). The guest keeps the govirtiofs devices away from virtio_pci
+//     (driver_override) and opens each FS once for the whole run ([GovirtiofsShared]).
 //
 // Figures are medians over rounds. MB is 10^6 bytes.
 //

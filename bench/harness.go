@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -24,15 +26,32 @@ const GuestProgram = "qemu-tests/guest/bench"
 
 // Tags of the VM's devices.
 const (
-	VirtiofsTag = "bench"
-	NinePTag    = "bench9p"
+	// KernelVirtiofsTag is the vhost-user-fs-pci device that the guest kernel's virtiofs mounts.
+	KernelVirtiofsTag = "bench-kernel"
+	// NinePTag is the virtio-9p-pci device's mount tag.
+	NinePTag = "bench9p"
 )
+
+// GovirtiofsTags are the vhost-user-fs-pci devices of the govirtiofs clients: one device, and so
+// one virtiofsd and one FS, per cache mode.
+var GovirtiofsTags = map[string]string{
+	ClientGovirtiofsNone:   "bench-none",
+	ClientGovirtiofsAuto:   "bench-auto",
+	ClientGovirtiofsAlways: "bench-always",
+}
+
+// GovirtiofsClients are the guest's govirtiofs clients, in report order.
+var GovirtiofsClients = []string{ClientGovirtiofsNone, ClientGovirtiofsAuto, ClientGovirtiofsAlways}
+
+// VirtiofsdCache is the cache mode of every virtiofsd of a run: the four in the VM and
+// host-vhostuser's.
+const VirtiofsdCache = "auto"
 
 // Files besides the report that [Harness] writes into the output directory.
 const (
 	// RawRecords holds every single measurement, one JSON record a line.
 	RawRecords = "records.jsonl"
-	// ConsoleLog is the VMs' whole serial consoles, one after the other.
+	// ConsoleLog is the VM's whole serial console.
 	ConsoleLog = "console.log"
 )
 
@@ -52,21 +71,32 @@ type HarnessConfig struct {
 	Workloads []string
 	// SkipHost and SkipVM leave out the host clients or the VM.
 	SkipHost, SkipVM bool
-	// CPUs and MemoryMiB size the VM (default 1 and 1024).
+	// CPUs and MemoryMiB size the VM (default 1 and [DefaultMemoryMiB]).
 	CPUs, MemoryMiB int
-	// Timeout bounds each VM's life (default 5 minutes plus 15 at full sizes).
+	// Timeout bounds the VM's life (default 5 minutes plus 10 per round at full sizes).
 	Timeout time.Duration
+	// VirtiofsdArgs are appended to the command line of every virtiofsd of the run (the four in
+	// the VM and host-vhostuser's), so that all virtiofs clients meet the same server.
+	VirtiofsdArgs []string
+	// CPUProfileDir, if set, receives a CPU profile of the timed pass of every govirtiofs
+	// measurement in the guest (<client>-<workload>-r<round>.pprof), for go tool pprof.
+	CPUProfileDir string
 	// Progress receives a line per measurement and per step; nil discards them.
 	Progress io.Writer
 	// Log receives boot's messages; nil discards them.
 	Log *slog.Logger
 }
 
+// DefaultMemoryMiB is the VM's default memory: room for three govirtiofs FSes that keep their
+// caches for the whole run (CacheAlways keeps every big file it read) and the kernel's page cache.
+const DefaultMemoryMiB = 2048
+
 // Harness runs the benchmark: it prepares DataDir, measures the host clients (host-vhostuser,
-// host-os), then per round boots a VM per phase ([VMPhases]; each with both devices on DataDir),
-// collects the guest program's records from the console and writes the report and the raw
-// records into OutDir. The host clients run before the VM, not next to it, so that they do not share the CPU
-// with QEMU.
+// host-os), then boots one VM with five devices on DataDir (a vhost-user-fs-pci per govirtiofs
+// cache mode, [GovirtiofsTags]; one for the kernel's virtiofs, [KernelVirtiofsTag]; a
+// virtio-9p-pci, [NinePTag]) that runs every round of every guest client, collects the guest
+// program's records from the console and writes the report and the raw records into OutDir. The
+// host clients run before the VM, not next to it, so that they do not share the CPU with QEMU.
 //
 // Errors: preparation, kernel, image or boot failures, a guest program that fails (its records
 // so far are still reported), ctx's error. Failed measurements are not errors: they show in the
@@ -99,10 +129,10 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		cfg.CPUs = 1
 	}
 	if cfg.MemoryMiB <= 0 {
-		cfg.MemoryMiB = 1024
+		cfg.MemoryMiB = DefaultMemoryMiB
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5*time.Minute + 15*time.Minute*time.Duration(sizes.BigFileSize)/time.Duration(DefaultSizes().BigFileSize)
+		cfg.Timeout = 5*time.Minute + time.Duration(cfg.Rounds)*10*time.Minute*time.Duration(sizes.BigFileSize)/time.Duration(DefaultSizes().BigFileSize)
 	}
 	workloads := Workloads()
 	if len(cfg.Workloads) > 0 {
@@ -156,7 +186,7 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		p.printf("host: %d rounds of %d workloads x [host-vhostuser, host-os]", cfg.Rounds, len(workloads))
 		err := Run(ctx, RunConfig{
 			Clients: []Client{
-				HostVhostuserClient(boot.DefaultVirtiofsd, cfg.DataDir, "auto", govirtiofs.Options{Cache: govirtiofs.CacheAuto}),
+				HostVhostuserClient(boot.DefaultVirtiofsd, cfg.DataDir, VirtiofsdCache, cfg.VirtiofsdArgs, govirtiofs.Options{Cache: govirtiofs.CacheAuto}),
 				HostOSClient(cfg.DataDir),
 			},
 			Workloads: workloads, Sizes: sizes, Rounds: cfg.Rounds, Emit: emit,
@@ -169,9 +199,13 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 	}
 
 	if !cfg.SkipVM {
-		vmNotes, err := runVMs(ctx, &cfg, sizes, workloads, cacheDir, emit, p)
-		notes = append(notes, vmNotes...)
+		note, err := runVM(ctx, &cfg, sizes, workloads, cacheDir, emit, p)
+		if note != "" {
+			notes = append(notes, note)
+		}
 		if err != nil {
+			p.printf("VM failed: %v", err)
+			notes = append(notes, fmt.Sprintf("The VM failed: %v.", err))
 			if ctx.Err() != nil {
 				return nil, err
 			}
@@ -183,7 +217,7 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 	rep := &Report{Medians: Aggregate(recs), Sizes: sizes, Rounds: cfg.Rounds}
 	mu.Unlock()
 	notes = append(notes, fmt.Sprintf("Whole run: %v (%d vCPU, %d MiB guest, QEMU TCG).", time.Since(t0).Round(time.Second), cfg.CPUs, cfg.MemoryMiB))
-	rep.Notes = []string{designNote, "## Timing\n\n" + strings.Join(notes, " ")}
+	rep.Notes = []string{designNote(cfg.VirtiofsdArgs), "## Timing\n\n" + strings.Join(notes, " ")}
 	if err := WriteReport(cfg.OutDir, rep); err != nil {
 		return nil, err
 	}
@@ -191,20 +225,37 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 	return rep, runErr
 }
 
-// designNote explains in results.md how the run was arranged.
-const designNote = `## How it was run
+// designNote explains in results.md how the run was arranged; args are the extra virtiofsd
+// arguments.
+func designNote(args []string) string {
+	opts := "-o cache=" + VirtiofsdCache
+	if len(args) > 0 {
+		opts += " " + strings.Join(args, " ")
+	}
+	return strings.ReplaceAll(designText, "VIRTIOFSD_OPTIONS", opts)
+}
 
-Every VM (QEMU TCG, q35) has a vhost-user-fs-pci device (its own virtiofsd, cache=auto) and a
-virtio-9p-pci device (security_model=passthrough) on the same prepared host directory. A PCI device
-bound by the kernel's virtio_pci cannot also be driven by the userspace driver, so the
-userspace clients and the kernel clients run in separate VMs, and each govirtiofs VM brings the
-device up exactly once. A round is four VMs: govirtiofs-none, govirtiofs-auto,
-govirtiofs-always (each one govirtiofs.Open for all workloads, no virtio module loaded), and the
-kernel clients (the guest loads virtio_pci, virtiofs and 9p, then for each workload mounts
-virtiofs and 9p cache=none, loose, mmap with msize=512000 in turn). The VMs' order rotates from
-round to round, and so does the order of the kernel clients within a workload. The host clients
-(host-vhostuser: govirtiofs.Dial to a virtiofsd of its own, cache=auto; host-os: package os on the
-directory) run all rounds before the first VM boots. Figures are medians over the rounds.
+const designText = `## How it was run
+
+One VM (QEMU TCG, q35) runs every round of every guest client. It has five devices on the same
+prepared host directory: three vhost-user-fs-pci devices for govirtiofs with cache none, auto and
+always, one vhost-user-fs-pci for the kernel's virtiofs, and one virtio-9p-pci
+(security_model=passthrough). Each vhost-user-fs-pci device has a virtiofsd of its own, and every
+virtiofsd of the run, host-vhostuser's included, has the same options: VIRTIOFSD_OPTIONS.
+
+The guest program first reads each virtio-fs device's tag and writes a driver name that does not
+exist into the driver_override of the three govirtiofs devices, so that virtio_pci, loaded next
+(with virtiofs and 9p), binds only the kernel's virtio-fs device and the 9p device: a PCI device
+bound by a kernel driver cannot also be driven from userspace. It then opens the three govirtiofs
+FSes (govirtiofs.Open), each once for the whole run, and runs the rounds: in each round, for each
+workload, the seven guest clients take turns (govirtiofs none, auto, always, kernel virtiofs, 9p
+cache=none, loose, mmap with msize=512000), and the client that goes first rotates from round to
+round. The kernel clients mount afresh for every measurement. One device per cache mode, opened
+once, rather than one device opened and closed per measurement: a bring-up (device reset,
+FUSE_INIT) is no part of any workload, and three open FSes cost only their DMA memory (16 MiB of
+hugepages each). The host clients (host-vhostuser: govirtiofs.Dial to a virtiofsd of its own,
+govirtiofs cache auto; host-os: package os on the directory) run all rounds before the VM boots.
+Figures are medians over the rounds.
 
 What cold means: each round of each workload reads a file set of its own (sets/r<round>-<workload>),
 which no client has touched in that VM or on that connection. For govirtiofs in the guest, cold is
@@ -212,7 +263,13 @@ that: an FS that has never looked up or read those files. For host-vhostuser eac
 dials a fresh virtiofsd and FS. For the kernel clients each measurement is a fresh mount followed
 by echo 3 > /proc/sys/vm/drop_caches. The host's page cache is never dropped, so host-os "cold"
 figures are warm host-cache figures. Warm workloads run once unmeasured on the same client and set
-before the measured pass. Workloads not named cold or warm start cold.`
+before the measured pass. Workloads not named cold or warm start cold.
+
+Round trips: the target "guest metadata round trips within 2x of the host-side vhost-user figure"
+compares like with like: govirtiofs-auto (host-vhostuser's cache mode) against host-vhostuser, on
+the metadata workloads whose time goes into round trips to virtiofsd (stat-cold, open-read-close,
+readdir, create, mixed). stat-warm is left out: it makes no round trips, so it would only compare
+TCG with the host's CPU.`
 
 // progress writes timestamped progress lines.
 type progress struct {
@@ -230,59 +287,29 @@ func (p *progress) printf(format string, a ...any) {
 	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.t0).Seconds(), fmt.Sprintf(format, a...))
 }
 
-// VMPhases are the guest program's phases, one VM each per round.
-var VMPhases = []string{ClientGovirtiofsNone, ClientGovirtiofsAuto, ClientGovirtiofsAlways, "kernel"}
-
-// runVMs boots a VM per phase per round, rotating the phases' order, and feeds the guest's records
-// to emit. A failing VM is noted and the others still run. It returns notes for the report.
+// runVM boots the VM that runs the guest program (GuestProgram) for all rounds and feeds its
+// records to emit. It returns a note for the report.
 //
-// Errors: the first VM's failure, or ctx's error.
-func runVMs(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Workload, cacheDir string, emit func(Record), p *progress) ([]string, error) {
+// Errors: kernel, image or boot failures, a guest program that fails, ctx's error.
+func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Workload, cacheDir string, emit func(Record), p *progress) (string, error) {
 	root, err := boot.ModuleRoot()
 	if err != nil {
-		return nil, fmt.Errorf("bench: the guest program is built from the source tree; run from inside the govirtiofs module: %w", err)
+		return "", fmt.Errorf("bench: the guest program is built from the source tree; run from inside the govirtiofs module: %w", err)
 	}
 	prog := filepath.Join(root, filepath.FromSlash(GuestProgram))
 	if _, err := os.Stat(prog); err != nil {
-		return nil, fmt.Errorf("bench: guest program: %w (run from inside the govirtiofs module)", err)
+		return "", fmt.Errorf("bench: guest program: %w (run from inside the govirtiofs module)", err)
 	}
 	p.printf("VM: fetching the kernel")
 	kernel, err := boot.Kernel(ctx, cacheDir, cfg.Log)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	console, err := os.Create(filepath.Join(cfg.OutDir, ConsoleLog))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer console.Close()
-	var notes []string
-	var firstErr error
-	t0 := time.Now()
-	for r := 1; r <= cfg.Rounds; r++ {
-		for i := range VMPhases {
-			phase := VMPhases[(i+r-1)%len(VMPhases)]
-			fmt.Fprintf(console, "\n===== round %d, VM %s =====\n", r, phase)
-			note, err := runVM(ctx, cfg, kernel, prog, phase, r, sizes, workloads, cacheDir, console, emit, p)
-			notes = append(notes, note)
-			if err != nil {
-				if ctx.Err() != nil {
-					return notes, ctx.Err()
-				}
-				p.printf("VM %s round %d failed: %v", phase, r, err)
-				notes = append(notes, fmt.Sprintf("VM %s, round %d, failed: %v.", phase, r, err))
-				if firstErr == nil {
-					firstErr = err
-				}
-			}
-		}
-	}
-	notes = append(notes, fmt.Sprintf("All VMs: %v.", time.Since(t0).Round(time.Second)))
-	return notes, firstErr
-}
-
-// runVM boots one VM running phase for round r. It returns a note for the report.
-func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, prog, phase string, r int, sizes Sizes, workloads []Workload, cacheDir string, console io.Writer, emit func(Record), p *progress) (string, error) {
 	var modules []string
 	for _, m := range kernel.Modules {
 		modules = append(modules, path.Join(boot.GuestModulesDir, filepath.Base(m)))
@@ -296,24 +323,34 @@ func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, pr
 		names = append(names, w.Name)
 	}
 	args := []string{
-		"-phase", phase, "-round", strconv.Itoa(r),
-		"-tag", VirtiofsTag, "-9p-tag", NinePTag,
+		"-rounds", strconv.Itoa(cfg.Rounds), "-9p-tag", NinePTag,
 		"-sizes", string(sizesJSON), "-modules", strings.Join(modules, ","),
 		"-workloads", strings.Join(names, ","),
 	}
-	p.printf("VM %s round %d: building the guest image", phase, r)
+	if cfg.CPUProfileDir != "" {
+		if err := os.RemoveAll(filepath.Join(cfg.DataDir, guestProfileDir)); err != nil {
+			return "", err
+		}
+		args = append(args, "-cpuprofile", guestProfileDir)
+	}
+	p.printf("VM: building the guest image")
 	img, err := boot.BuildImage(ctx, cacheDir, boot.ImageSpec{
-		Program: prog, Args: args, Tag: VirtiofsTag, Kernel: kernel,
+		Program: prog, Args: args, Tag: KernelVirtiofsTag, Kernel: kernel,
 	}, cfg.Log)
 	if err != nil {
 		return "", err
 	}
-	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest %s: %s", phase, s) }}
-	p.printf("VM %s round %d: booting (timeout %v)", phase, r, cfg.Timeout.Round(time.Second))
+	var shares []boot.Share
+	for _, c := range GovirtiofsClients {
+		shares = append(shares, boot.Share{Dir: cfg.DataDir, Tag: GovirtiofsTags[c], Cache: VirtiofsdCache, VirtiofsdArgs: cfg.VirtiofsdArgs})
+	}
+	shares = append(shares, boot.Share{Dir: cfg.DataDir, Tag: KernelVirtiofsTag, Cache: VirtiofsdCache, VirtiofsdArgs: cfg.VirtiofsdArgs})
+	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest: %s", s) }}
+	p.printf("VM: booting: %d rounds of %d workloads x %d guest clients (timeout %v)", cfg.Rounds, len(workloads), len(GovirtiofsClients)+4, cfg.Timeout.Round(time.Second))
 	vm, err := boot.Start(ctx, boot.VMConfig{
 		Kernel: kernel.Vmlinuz, Initrd: img.Path,
-		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-		Shares:  []boot.Share{{Dir: cfg.DataDir, Tag: VirtiofsTag, Cache: "auto"}},
+		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, Hugepages: boot.DefaultHugepages,
+		Shares:  shares,
 		NineP:   []boot.NinePShare{{Dir: cfg.DataDir, Tag: NinePTag}},
 		Console: console, Output: out, Timeout: cfg.Timeout, Log: cfg.Log,
 	})
@@ -322,8 +359,15 @@ func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, pr
 	}
 	code, err := vm.Wait()
 	out.flush()
+	if cfg.CPUProfileDir != "" {
+		n, merr := moveProfiles(filepath.Join(cfg.DataDir, guestProfileDir), cfg.CPUProfileDir)
+		p.printf("moved %d CPU profiles into %s", n, cfg.CPUProfileDir)
+		if err == nil && merr != nil {
+			err = merr
+		}
+	}
 	tm := vm.Timings()
-	note := fmt.Sprintf("VM %s, round %d: boot to the guest program %v, whole VM %v.", phase, r,
+	note := fmt.Sprintf("VM: boot to the guest program %v, whole VM %v.",
 		tm.GuestStart.Round(100*time.Millisecond), tm.Exit.Round(time.Second))
 	if err != nil {
 		return note, err
@@ -332,6 +376,38 @@ func runVM(ctx context.Context, cfg *HarnessConfig, kernel *boot.KernelFiles, pr
 		return note, fmt.Errorf("bench: guest program exited with status %d (console in %s):\n%s", code, filepath.Join(cfg.OutDir, ConsoleLog), out.tail())
 	}
 	return note, nil
+}
+
+// guestProfileDir is where in the shared directory the guest writes its CPU profiles.
+const guestProfileDir = "cpuprofiles"
+
+// moveProfiles moves the files of from into to, creating it, and removes from. It returns how
+// many it moved.
+//
+// Errors: the first failing file operation.
+func moveProfiles(from, to string) (int, error) {
+	ents, err := os.ReadDir(from)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(to, 0o777); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			return n, err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o666); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, os.RemoveAll(from)
 }
 
 // guestLines splits the guest program's output into lines: records go to emit, the rest to

@@ -32,19 +32,24 @@ func TestGuestLines(t *testing.T) {
 	}
 }
 
-// TestHarnessQuick runs "govirtiofs bench -quick" on three workloads: the host clients, then per
-// VMPhases a q35 VM with a vhost-user-fs-pci device (virtiofsd, cache=auto) and a virtio-9p-pci
-// device on the same prepared directory. It checks that every client measured every workload and
-// that the report files are written. QEMU and virtiofsd must be installed (the test fails
+// TestHarnessQuick runs "govirtiofs bench -quick" on three workloads: the host clients, then one
+// q35 VM with four vhost-user-fs-pci devices (one per govirtiofs cache mode and one for the
+// kernel's virtiofs, each with its own virtiofsd, all given --thread-pool-size=0 through
+// HarnessConfig.VirtiofsdArgs, as host-vhostuser's virtiofsd is) and a virtio-9p-pci device on the same prepared
+// directory. It checks that every client measured every workload, that the report files are
+// written and say how virtiofsd was run, and that a CPU profile came back per govirtiofs client
+// and workload. QEMU and virtiofsd must be installed (the test fails
 // otherwise); it takes about a minute under TCG.
 func TestHarnessQuick(t *testing.T) {
-	out := t.TempDir()
+	out, prof := t.TempDir(), t.TempDir()
 	var mu sync.Mutex
 	var progress strings.Builder
 	rep, err := Harness(context.Background(), HarnessConfig{
 		OutDir: out, DataDir: t.TempDir(), Quick: true,
-		Workloads: []string{"stat-cold", "seqread-cold", "readdir"},
-		Progress:  writerFunc(func(b []byte) { mu.Lock(); progress.Write(b); mu.Unlock() }),
+		Workloads:     []string{"stat-cold", "seqread-cold", "readdir"},
+		VirtiofsdArgs: []string{"--thread-pool-size=0"},
+		CPUProfileDir: prof,
+		Progress:      writerFunc(func(b []byte) { mu.Lock(); progress.Write(b); mu.Unlock() }),
 	})
 	if err != nil {
 		if b, rerr := os.ReadFile(filepath.Join(out, ConsoleLog)); rerr == nil {
@@ -68,10 +73,50 @@ func TestHarnessQuick(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil || len(back) != 3*len(AllClients) {
 		t.Errorf("results.json: %d records, %v; want %d", len(back), err, 3*len(AllClients))
 	}
+	md, err := os.ReadFile(filepath.Join(out, ResultsMarkdown))
+	if err != nil || !strings.Contains(string(md), "-o cache=auto --thread-pool-size=0") {
+		t.Errorf("results.md does not give the virtiofsd options (%v):\n%s", err, md)
+	}
+	if n := strings.Count(progress.String(), "VM: booting"); n != 1 {
+		t.Errorf("%d VM boots, want 1:\n%s", n, progress.String())
+	}
+	// One CPU profile per govirtiofs client and workload (one round).
+	for _, c := range GovirtiofsClients {
+		for _, w := range []string{"stat-cold", "seqread-cold", "readdir"} {
+			f := filepath.Join(prof, c+"-"+w+"-r1.pprof")
+			if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+				t.Errorf("CPU profile %s: %v, want a non-empty file", f, err)
+			}
+		}
+	}
 	for _, f := range []string{ResultsMarkdown, ResultsSVG, RawRecords, ConsoleLog} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v, want a non-empty file", f, err)
 		}
+	}
+}
+
+func TestMoveProfiles(t *testing.T) {
+	from, to := filepath.Join(t.TempDir(), "from"), filepath.Join(t.TempDir(), "a", "to")
+	if n, err := moveProfiles(from, to); n != 0 || err != nil {
+		t.Errorf("moveProfiles of a missing directory = %d, %v; want 0, nil", n, err)
+	}
+	if err := os.Mkdir(from, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"x.pprof", "y.pprof"} {
+		if err := os.WriteFile(filepath.Join(from, name), []byte(name), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := moveProfiles(from, to); n != 2 || err != nil {
+		t.Fatalf("moveProfiles = %d, %v; want 2, nil", n, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(to, "y.pprof")); string(b) != "y.pprof" {
+		t.Errorf("moved y.pprof holds %q, %v", b, err)
+	}
+	if _, err := os.Stat(from); !os.IsNotExist(err) {
+		t.Errorf("%s still there after the move: %v", from, err)
 	}
 }
 

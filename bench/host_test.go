@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,19 +18,20 @@ func TestHostClients(t *testing.T) {
 	s := tinySizes()
 	dir := prepared(t, s, 2)
 	ctx := context.Background()
-	var sessionDaemon *daemon
-	session, closeSession := GovirtiofsSession("govirtiofs-session", func(ctx context.Context) (*govirtiofs.FS, error) {
-		d, err := startVirtiofsd(ctx, boot.DefaultVirtiofsd, dir, "auto")
-		if err != nil {
-			return nil, err
-		}
-		sessionDaemon = d
-		return govirtiofs.Dial(ctx, d.sock, govirtiofs.Options{Cache: govirtiofs.CacheAlways})
-	})
+	sessionDaemon, err := boot.StartVirtiofsd(ctx, boot.VirtiofsdConfig{Socket: filepath.Join(t.TempDir(), "s.sock"), Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sessionDaemon.Kill()
+	sessionFS, err := govirtiofs.Dial(ctx, sessionDaemon.Socket(), govirtiofs.Options{Cache: govirtiofs.CacheAlways})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := GovirtiofsShared("govirtiofs-shared", sessionFS)
 	var recs []Record
-	err := Run(ctx, RunConfig{
+	err = Run(ctx, RunConfig{
 		Clients: []Client{
-			HostVhostuserClient(boot.DefaultVirtiofsd, dir, "auto", govirtiofs.Options{}),
+			HostVhostuserClient(boot.DefaultVirtiofsd, dir, "auto", nil, govirtiofs.Options{}),
 			session,
 			HostOSClient(dir),
 		},
@@ -39,13 +41,9 @@ func TestHostClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := closeSession(); err != nil {
-		t.Errorf("closing the session: %v", err)
+	if err := sessionFS.Close(); err != nil {
+		t.Errorf("closing the shared FS: %v", err)
 	}
-	if sessionDaemon == nil {
-		t.Fatal("the session never started")
-	}
-	sessionDaemon.stop()
 	if want := 3 * 2 * len(Workloads()); len(recs) != want {
 		t.Errorf("%d records, want %d", len(recs), want)
 	}
@@ -59,7 +57,7 @@ func TestHostClients(t *testing.T) {
 // TestHostVhostuserClientFails checks that a virtiofsd that cannot start is a failed
 // measurement with the reason, not a hang.
 func TestHostVhostuserClientFails(t *testing.T) {
-	c := HostVhostuserClient(boot.DefaultVirtiofsd, "/nonexistent/dir", "auto", govirtiofs.Options{})
+	c := HostVhostuserClient(boot.DefaultVirtiofsd, "/nonexistent/dir", "auto", nil, govirtiofs.Options{})
 	_, _, err := c.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "virtiofsd") {
 		t.Errorf("Start on a missing directory = %v, want a virtiofsd error", err)

@@ -73,7 +73,7 @@ func (s Sizes) Validate() error {
 
 // Names in the prepared directory. Each round of each workload has a file set of its own,
 // sets/r<round>-<workload>/, holding what the workload reads (small/, big, dir/), so that a client
-// that lives across measurements (govirtiofs in the guest, see GovirtiofsSession) meets files it
+// that lives across measurements (govirtiofs in the guest, see GovirtiofsShared) meets files it
 // has never seen in every cold measurement.
 const (
 	setsDir    = "sets"

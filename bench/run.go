@@ -63,6 +63,10 @@ type RunConfig struct {
 	Emit func(Record)
 	// Progress, if set, receives a line per measurement.
 	Progress func(string)
+	// Timed, if set, is called just before the timed pass of each measurement (after Start and
+	// any warm-up), and the function it returns just after that pass: a CPU profile of exactly
+	// the measured work, say.
+	Timed func(r Record) (done func())
 }
 
 // Run measures each workload with each client, Rounds times. Within a round, for each workload
@@ -86,7 +90,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				c := cfg.Clients[(i+r-1)%n]
 				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
 				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name), Set: SetDir(r, w.Name)}
-				v, d, err := measure(ctx, c, w, env)
+				v, d, err := measure(ctx, c, w, env, cfg.Timed, rec)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -112,7 +116,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 }
 
 // measure runs w once on a fresh FS of c and returns its rate and the time measured.
-func measure(ctx context.Context, c Client, w Workload, env *Env) (float64, time.Duration, error) {
+// timed, if not nil, brackets the timed pass (RunConfig.Timed); rec names the measurement.
+func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Record) func(), rec Record) (float64, time.Duration, error) {
 	fsys, stop, err := c.Start(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("start: %w", err)
@@ -127,9 +132,14 @@ func measure(ctx context.Context, c Client, w Workload, env *Env) (float64, time
 			return 0, 0, fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	done := func() {}
+	if timed != nil {
+		done = timed(rec)
+	}
 	t0 := time.Now()
 	count, err := w.Run(ctx, fsys, env)
 	d := time.Since(t0)
+	done()
 	if err == nil && w.Cleanup != nil {
 		if cerr := w.Cleanup(fsys, env); cerr != nil {
 			err = fmt.Errorf("cleanup: %w", cerr)

@@ -196,8 +196,10 @@ func TestRunRotation(t *testing.T) {
 	}
 	var runs int
 	var sets []string
+	var events strings.Builder // R: a pass of the workload, T and D: Timed and its done
 	counting := Workload{Name: "stat-warm", Unit: UnitOps, Warm: true, Run: func(ctx context.Context, fsys FS, env *Env) (float64, error) {
 		runs++
+		events.WriteString("R")
 		sets = append(sets, env.Set)
 		return statAll(ctx, fsys, env)
 	}}
@@ -207,9 +209,20 @@ func TestRunRotation(t *testing.T) {
 		Workloads: []Workload{counting},
 		Sizes:     s, Rounds: 3, FirstRound: 2,
 		Emit: func(r Record) { recs = append(recs, r) },
+		Timed: func(r Record) func() {
+			if r.Workload != "stat-warm" || r.Round < 2 || r.Round > 4 {
+				t.Errorf("Timed(%+v): want a stat-warm record of rounds 2 to 4", r)
+			}
+			events.WriteString("T")
+			return func() { events.WriteString("D") }
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Timed brackets the measured pass only, not the warm-up, and not a client that fails to start.
+	if got, want := events.String(), strings.Repeat("RTRD", 6); got != want {
+		t.Errorf("passes and Timed calls %q, want %q", got, want)
 	}
 	// Round 2 starts with the second client, round 3 with the third (which fails), round 4
 	// with the first.

@@ -21,15 +21,45 @@ func init() {
 const benchUsage = `usage: govirtiofs bench [flags]
 
 Prepares a host directory, measures govirtiofs over vhost-user and package os on the host, then
-per round boots four VMs, each with a vhost-user-fs-pci and a virtio-9p-pci device on that
-directory: one each for govirtiofs with cache none, auto and always, and one for the kernel's
-virtiofs and 9p (cache none, loose, mmap). Writes results.md, results.json, results.svg,
-records.jsonl and console.log into -o. Run it from inside the govirtiofs source tree, as root.
+boots one VM with five devices on that directory: a vhost-user-fs-pci each for govirtiofs with
+cache none, auto and always, one for the kernel's virtiofs, and a virtio-9p-pci for the kernel's
+9p (cache none, loose, mmap). The guest runs every round of every workload on the seven guest
+clients in turns. Every virtiofsd (cache=auto) gets the same -virtiofsd-arg arguments. Writes
+results.md, results.json, results.svg, records.jsonl and console.log into -o. Run it from inside
+the govirtiofs source tree, as root.
 
 flags:
 `
 
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, verbose, code := parseBench(args, stderr)
+	if cfg == nil {
+		return code
+	}
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Log = slog.New(&progressHandler{w: stderr, level: level, mu: new(sync.Mutex)})
+	cfg.Progress = stdout
+	t0 := time.Now()
+	rep, err := bench.Harness(ctx, *cfg)
+	if rep != nil {
+		fmt.Fprintf(stdout, "bench: %d figures in %v; see %s/%s\n", len(rep.Medians), time.Since(t0).Round(time.Second), cfg.OutDir, bench.ResultsMarkdown)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "govirtiofs bench: %v\n", err)
+		if ctx.Err() != nil {
+			return 130
+		}
+		return 1
+	}
+	return 0
+}
+
+// parseBench parses bench's flags. It returns the configuration, or nil and the exit code (0
+// after -h).
+func parseBench(args []string, stderr io.Writer) (*bench.HarnessConfig, bool, int) {
 	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, benchUsage); fl.PrintDefaults() }
@@ -44,39 +74,26 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fl.BoolVar(&cfg.SkipHost, "skip-host", false, "do not measure the host clients")
 	fl.BoolVar(&cfg.SkipVM, "skip-vm", false, "do not boot the VM")
 	fl.IntVar(&cfg.CPUs, "cpus", 1, "number of vCPUs")
-	fl.IntVar(&cfg.MemoryMiB, "mem", 1024, "guest memory in `MiB`")
+	fl.IntVar(&cfg.MemoryMiB, "mem", bench.DefaultMemoryMiB, "guest memory in `MiB`")
+	fl.StringVar(&cfg.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every govirtiofs measurement in the guest into `dir` (for go tool pprof)")
+	fl.Func("virtiofsd-arg", "append `arg` to every virtiofsd's command line (repeatable), e.g. --thread-pool-size=0", func(s string) error {
+		cfg.VirtiofsdArgs = append(cfg.VirtiofsdArgs, s)
+		return nil
+	})
 	fl.DurationVar(&cfg.Timeout, "timeout", 0, "kill the VM after this `duration` (default from the sizes and rounds)")
 	fl.BoolVar(&verbose, "v", false, "debug messages on stderr")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, false, 0
 		}
-		return 2
+		return nil, false, 2
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "govirtiofs bench: unexpected arguments %q\n", fl.Args())
-		return 2
+		return nil, false, 2
 	}
 	if workloads != "" {
 		cfg.Workloads = strings.Split(workloads, ",")
 	}
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Log = slog.New(&progressHandler{w: stderr, level: level, mu: new(sync.Mutex)})
-	cfg.Progress = stdout
-	t0 := time.Now()
-	rep, err := bench.Harness(ctx, cfg)
-	if rep != nil {
-		fmt.Fprintf(stdout, "bench: %d figures in %v; see %s/%s\n", len(rep.Medians), time.Since(t0).Round(time.Second), cfg.OutDir, bench.ResultsMarkdown)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "govirtiofs bench: %v\n", err)
-		if ctx.Err() != nil {
-			return 130
-		}
-		return 1
-	}
-	return 0
+	return &cfg, verbose, 0
 }

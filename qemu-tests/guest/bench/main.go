@@ -1,24 +1,35 @@
 //go:build linux
 
-// Command bench is the guest half of "govirtiofs bench" (package bench). The VM has a
-// vhost-user-fs-pci device (tag -tag) and a virtio-9p-pci device (mount tag -9p-tag) on the same
-// prepared host directory, and no virtio module loaded at boot.
+// Command bench is the guest half of "govirtiofs bench" (package bench): the whole guest part of
+// a benchmark run, in one boot. The VM has four vhost-user-fs-pci devices on the same prepared
+// host directory, each with its own virtiofsd (same options for all): one per govirtiofs cache
+// mode (tags bench.GovirtiofsTags) and one for the kernel's virtiofs (bench.KernelVirtiofsTag);
+// and a virtio-9p-pci device (mount tag -9p-tag). No virtio module is loaded at boot.
 //
-// It runs one phase (-phase) of one round (-round) and prints every measurement as a
-// bench.RecordPrefix line for the host to collect:
+// Set-up (devices.go): it reads each virtio-fs device's tag, writes a driver name that does not
+// exist into driver_override of the three userspace devices so that virtio_pci leaves them alone,
+// loads the baseline modules (-modules, in order; virtio_pci then binds the kernel's virtio-fs
+// device and the 9p device), and opens the three govirtiofs FSes, each once for the whole run.
 //
-//   - govirtiofs-none, govirtiofs-auto or govirtiofs-always: one govirtiofs.Open with that cache
-//     mode for all workloads (bench.GovirtiofsSession says why once), closed at the end.
-//   - kernel: it loads the baseline modules (-modules, in order), then for each workload the
-//     kernel clients (virtiofs; 9p cache=none, loose, mmap) take turns, each mounting afresh.
+// Then bench.Run runs -rounds rounds of every workload on the seven guest clients in turns
+// (govirtiofs none, auto, always; kernel virtiofs; 9p cache=none, loose, mmap), the first client
+// rotating from round to round. The kernel clients mount afresh for each measurement. Every
+// measurement is printed as a bench.RecordPrefix line for the host to collect.
+//
+// With -cpuprofile DIR it takes a CPU profile of the timed pass of every govirtiofs measurement,
+// keeps them in memory, and at the end writes them through the govirtiofs-none FS into DIR on
+// the share (<client>-<workload>-r<round>.pprof), where the host picks them up.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"path"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -27,22 +38,21 @@ import (
 )
 
 func main() {
-	phase := flag.String("phase", "", "govirtiofs-none, govirtiofs-auto, govirtiofs-always or kernel")
-	round := flag.Int("round", 1, "round number: picks the file sets and the first client")
-	tag := flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "virtio-fs tag")
-	tag9p := flag.String("9p-tag", "bench9p", "virtio-9p mount tag")
+	rounds := flag.Int("rounds", 1, "rounds: each picks its own file sets and first client")
+	tag9p := flag.String("9p-tag", bench.NinePTag, "virtio-9p mount tag")
 	sizesJSON := flag.String("sizes", "", "bench.Sizes as JSON (default: bench.DefaultSizes)")
-	modules := flag.String("modules", "", "comma-separated kernel modules to load for the kernel phase")
+	modules := flag.String("modules", "", "comma-separated kernel modules to load for the kernel clients")
 	only := flag.String("workloads", "", "comma-separated workloads to run (default all)")
 	mnt := flag.String("mnt", "/mnt/bench", "directory below which kernel clients are mounted")
+	profDir := flag.String("cpuprofile", "", "directory on the share for CPU profiles of the govirtiofs measurements")
 	flag.Parse()
-	if err := run(*phase, *round, *tag, *tag9p, *sizesJSON, *modules, *only, *mnt); err != nil {
+	if err := run(*rounds, *tag9p, *sizesJSON, *modules, *only, *mnt, *profDir); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(phase string, round int, tag, tag9p, sizesJSON, modules, only, mnt string) error {
+func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error {
 	sizes := bench.DefaultSizes()
 	if sizesJSON != "" {
 		if err := json.Unmarshal([]byte(sizesJSON), &sizes); err != nil {
@@ -60,42 +70,135 @@ func run(phase string, round int, tag, tag9p, sizesJSON, modules, only, mnt stri
 			workloads = append(workloads, w)
 		}
 	}
+	ctx := context.Background()
+	t0 := time.Now()
+	devs, err := probeTags()
+	if err != nil {
+		return err
+	}
+	var userspace []device // the govirtiofs clients' devices, in address order
+	for _, d := range devs {
+		fmt.Printf("bench: virtio-fs device %s: tag %q\n", d.addr, d.tag)
+		if d.tag == bench.KernelVirtiofsTag {
+			continue
+		}
+		if err := keepFromKernel(d.addr); err != nil {
+			return err
+		}
+		userspace = append(userspace, d)
+	}
+	if modules != "" {
+		if err := bench.LoadModules(strings.Split(modules, ",")); err != nil {
+			return err
+		}
+	}
+	fss, err := openAll(ctx, userspace)
+	defer func() {
+		for _, fsys := range fss {
+			fsys.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench: set-up (tags, modules, %d govirtiofs.Open) took %v\n", len(fss), time.Since(t0).Round(time.Millisecond))
+
 	cfg := bench.RunConfig{
-		Workloads: workloads, Sizes: sizes, Rounds: 1, FirstRound: round,
+		Workloads: workloads, Sizes: sizes, Rounds: rounds,
 		Emit:     func(r bench.Record) { fmt.Println(bench.FormatRecord(r)) },
 		Progress: func(s string) { fmt.Println("bench: " + s) },
 	}
-	closeFS := func() error { return nil }
-	switch phase {
-	case bench.ClientGovirtiofsNone, bench.ClientGovirtiofsAuto, bench.ClientGovirtiofsAlways:
-		mode, err := govirtiofs.ParseCacheMode(strings.TrimPrefix(phase, "govirtiofs-"))
-		if err != nil {
-			return err
-		}
-		var c bench.Client
-		c, closeFS = bench.GovirtiofsSession(phase, func(ctx context.Context) (*govirtiofs.FS, error) {
-			return govirtiofs.Open(ctx, tag, govirtiofs.Options{Cache: mode})
-		})
-		cfg.Clients = []bench.Client{c}
-	case "kernel":
-		if modules != "" {
-			if err := bench.LoadModules(strings.Split(modules, ",")); err != nil {
-				return err
+	for _, name := range bench.GovirtiofsClients {
+		cfg.Clients = append(cfg.Clients, bench.GovirtiofsShared(name, fss[name]))
+	}
+	cfg.Clients = append(cfg.Clients, bench.KernelVirtiofsClient(bench.KernelVirtiofsTag, mnt))
+	for _, c := range []string{"none", "loose", "mmap"} {
+		cfg.Clients = append(cfg.Clients, bench.NinePClient(c, tag9p, mnt))
+	}
+	profiles := map[string]*bytes.Buffer{} // by file name
+	if profDir != "" {
+		cfg.Timed = func(r bench.Record) func() {
+			if fss[r.Client] == nil {
+				return func() {}
+			}
+			b := new(bytes.Buffer)
+			if err := pprof.StartCPUProfile(b); err != nil {
+				fmt.Printf("bench: CPU profile: %v\n", err)
+				return func() {}
+			}
+			return func() {
+				pprof.StopCPUProfile()
+				profiles[fmt.Sprintf("%s-%s-r%d.pprof", r.Client, r.Workload, r.Round)] = b
 			}
 		}
-		cfg.Clients = []bench.Client{bench.KernelVirtiofsClient(tag, mnt)}
-		for _, c := range []string{"none", "loose", "mmap"} {
-			cfg.Clients = append(cfg.Clients, bench.NinePClient(c, tag9p, mnt))
+	}
+	t1 := time.Now()
+	fmt.Printf("bench: %d rounds x %d workloads x %d clients\n", rounds, len(workloads), len(cfg.Clients))
+	err = bench.Run(ctx, cfg)
+	if perr := writeProfiles(fss[bench.ClientGovirtiofsNone], profDir, profiles); err == nil {
+		err = perr
+	}
+	for name, fsys := range fss {
+		if cerr := fsys.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("closing %s: %w", name, cerr)
 		}
-	default:
-		return fmt.Errorf("unknown phase %q", phase)
+		delete(fss, name)
 	}
-	t0 := time.Now()
-	fmt.Printf("bench: phase %s round %d: %d clients, %d workloads\n", phase, round, len(cfg.Clients), len(workloads))
-	err := bench.Run(context.Background(), cfg)
-	if cerr := closeFS(); err == nil && cerr != nil {
-		err = fmt.Errorf("closing the share: %w", cerr)
-	}
-	fmt.Printf("bench: phase %s round %d took %v\n", phase, round, time.Since(t0).Round(time.Millisecond))
+	fmt.Printf("bench: measurements took %v\n", time.Since(t1).Round(time.Millisecond))
 	return err
+}
+
+// writeProfiles writes the profiles through fsys into dir.
+//
+// Errors: the first failing file operation.
+func writeProfiles(fsys *govirtiofs.FS, dir string, profiles map[string]*bytes.Buffer) error {
+	if len(profiles) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, 0o777); err != nil {
+		return fmt.Errorf("CPU profiles: %w", err)
+	}
+	for name, b := range profiles {
+		if err := fsys.WriteFile(path.Join(dir, name), b.Bytes(), 0o666); err != nil {
+			return fmt.Errorf("CPU profiles: %w", err)
+		}
+	}
+	fmt.Printf("bench: wrote %d CPU profiles into %s on the share\n", len(profiles), dir)
+	return nil
+}
+
+// openAll opens the govirtiofs FS of every client in bench.GovirtiofsTags; devs are their devices
+// in address order. The FSes are opened from the highest address down: govirtiofs.Open brings up
+// (and so resets) every unbound virtio-fs device it meets, in address order, until one has the
+// tag, so each Open must find its device before it reaches one that is already open. It returns
+// the FSes opened so far, by client name, also on error.
+func openAll(ctx context.Context, devs []device) (map[string]*govirtiofs.FS, error) {
+	byTag := map[string]string{}
+	for name, tag := range bench.GovirtiofsTags {
+		byTag[tag] = name
+	}
+	fss := map[string]*govirtiofs.FS{}
+	for i := len(devs) - 1; i >= 0; i-- {
+		name, ok := byTag[devs[i].tag]
+		if !ok {
+			return fss, fmt.Errorf("virtio-fs device %s has tag %q, which no client uses", devs[i].addr, devs[i].tag)
+		}
+		mode, err := govirtiofs.ParseCacheMode(strings.TrimPrefix(name, "govirtiofs-"))
+		if err != nil {
+			return fss, err
+		}
+		t := time.Now()
+		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode})
+		if err != nil {
+			return fss, fmt.Errorf("%s: %w", name, err)
+		}
+		fss[name] = fsys
+		fmt.Printf("bench: %s: govirtiofs.Open(%q) on %s took %v\n", name, devs[i].tag, devs[i].addr, time.Since(t).Round(time.Millisecond))
+	}
+	for name := range bench.GovirtiofsTags {
+		if fss[name] == nil {
+			return fss, fmt.Errorf("no virtio-fs device with tag %q for %s", bench.GovirtiofsTags[name], name)
+		}
+	}
+	return fss, nil
 }
