@@ -132,7 +132,7 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		cfg.MemoryMiB = DefaultMemoryMiB
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5*time.Minute + time.Duration(cfg.Rounds)*10*time.Minute*time.Duration(sizes.BigFileSize)/time.Duration(DefaultSizes().BigFileSize)
+		cfg.Timeout = defaultTimeout(cfg.Rounds, sizes)
 	}
 	workloads := Workloads()
 	if len(cfg.Workloads) > 0 {
@@ -270,6 +270,13 @@ compares like with like: govirtiofs-auto (host-vhostuser's cache mode) against h
 the metadata workloads whose time goes into round trips to virtiofsd (stat-cold, open-read-close,
 readdir, create, mixed). stat-warm is left out: it makes no round trips, so it would only compare
 TCG with the host's CPU.`
+
+// defaultTimeout is the VM's default life for rounds at sizes: 5 minutes plus 10 per round at
+// full sizes, scaled by the big file's size (a float: the product in nanoseconds overflows int64).
+func defaultTimeout(rounds int, sizes Sizes) time.Duration {
+	scale := float64(sizes.BigFileSize) / float64(DefaultSizes().BigFileSize)
+	return 5*time.Minute + time.Duration(float64(rounds)*scale*float64(10*time.Minute))
+}
 
 // progress writes timestamped progress lines.
 type progress struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestGuestLines(t *testing.T) {
@@ -92,6 +93,23 @@ func TestHarnessQuick(t *testing.T) {
 	for _, f := range []string{ResultsMarkdown, ResultsSVG, RawRecords, ConsoleLog} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v, want a non-empty file", f, err)
+		}
+	}
+}
+
+func TestDefaultTimeout(t *testing.T) {
+	tests := []struct {
+		rounds int
+		sizes  Sizes
+		want   time.Duration
+	}{
+		{3, DefaultSizes(), 35 * time.Minute},
+		{1, DefaultSizes(), 15 * time.Minute},
+		{1, QuickSizes(), 5*time.Minute + 10*time.Minute/16},
+	}
+	for _, tt := range tests {
+		if got := defaultTimeout(tt.rounds, tt.sizes); got != tt.want {
+			t.Errorf("defaultTimeout(%d, big file %d) = %v, want %v", tt.rounds, tt.sizes.BigFileSize, got, tt.want)
 		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"path"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/govirtiofs/govirtiofs"
@@ -102,6 +103,10 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 		return err
 	}
 	fmt.Printf("bench: set-up (tags, modules, %d govirtiofs.Open) took %v\n", len(fss), time.Since(t0).Round(time.Millisecond))
+	if busy, err := idleCPU(time.Second); err == nil {
+		// The open FSes' goroutines must sleep while idle, or they would slow every other client.
+		fmt.Printf("bench: CPU used by this process while idle with %d FSes open: %.1f%% of one CPU\n", len(fss), 100*busy)
+	}
 
 	cfg := bench.RunConfig{
 		Workloads: workloads, Sizes: sizes, Rounds: rounds,
@@ -146,6 +151,22 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 	}
 	fmt.Printf("bench: measurements took %v\n", time.Since(t1).Round(time.Millisecond))
 	return err
+}
+
+// idleCPU sleeps for d and returns the CPU time this process used meanwhile, as a fraction of d.
+//
+// Errors: getrusage's.
+func idleCPU(d time.Duration) (float64, error) {
+	var a, b syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &a); err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &b); err != nil {
+		return 0, err
+	}
+	used := time.Duration(b.Utime.Nano()+b.Stime.Nano()-a.Utime.Nano()-a.Stime.Nano()) * time.Nanosecond
+	return used.Seconds() / d.Seconds(), nil
 }
 
 // writeProfiles writes the profiles through fsys into dir.
