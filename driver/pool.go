@@ -63,7 +63,12 @@ func class(n int) (int, int) {
 func (p *pool) get(ctx context.Context, n int, dead <-chan struct{}) (virtio.Buffer, error) {
 	c, size := class(n)
 	if size > p.max {
-		size = n // beyond the largest class: exact, not cached
+		// The top class, whose power of two would pass the largest
+		// request: buffers of exactly p.max bytes, cached as the others
+		// (the largest READs and WRITEs would otherwise go to the
+		// Memory, which clears them, every time). A larger n, against
+		// the precondition, gets an exact buffer, not cached.
+		size = max(p.max, n)
 	}
 	for {
 		p.mu.Lock()
@@ -71,7 +76,7 @@ func (p *pool) get(ctx context.Context, n int, dead <-chan struct{}) (virtio.Buf
 			p.mu.Unlock()
 			return virtio.Buffer{}, syscall.ENOTCONN
 		}
-		if c < len(p.free) && len(p.free[c]) > 0 && size == 1<<c {
+		if n <= p.max && c < len(p.free) && len(p.free[c]) > 0 {
 			l := p.free[c]
 			b := l[len(l)-1]
 			p.free[c] = l[:len(l)-1]
@@ -128,7 +133,7 @@ func (p *pool) put(b virtio.Buffer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.live--
-	if !p.closed && size == len(b.Bytes) && c < len(p.free) && len(p.free[c])*size < max(poolClassBytes, 4*size) {
+	if !p.closed && min(size, p.max) == len(b.Bytes) && c < len(p.free) && len(p.free[c])*size < max(poolClassBytes, 4*size) {
 		p.free[c] = append(p.free[c], b)
 	} else {
 		p.mem.Free(b)
