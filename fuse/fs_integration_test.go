@@ -53,11 +53,13 @@ type fsConfig struct {
 	fs        fuse.FSOptions
 	vfs       vfs.Options
 	fakeClock bool
+	// sender, if set, wraps the device (a request counter).
+	sender func(fuse.Sender) fuse.Sender
 }
 
 // startFS starts virtiofsd on dir and brings the whole stack up. The
 // stack is torn down (vfs, filesystem, device) when the test ends.
-func startFS(t *testing.T, dir string, cfg fsConfig) *fsStack {
+func startFS(t testing.TB, dir string, cfg fsConfig) *fsStack {
 	t.Helper()
 	d := virtiofsdtest.Start(t, dir, cfg.daemon)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -73,7 +75,11 @@ func startFS(t *testing.T, dir string, cfg fsConfig) *fsStack {
 		t.Fatalf("driver.New: %v", err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	conn := fuse.NewConn(dev, cfg.conn)
+	var snd fuse.Sender = dev
+	if cfg.sender != nil {
+		snd = cfg.sender(dev)
+	}
+	conn := fuse.NewConn(snd, cfg.conn)
 	if err := conn.Init(ctx); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
@@ -94,7 +100,7 @@ func startFS(t *testing.T, dir string, cfg fsConfig) *fsStack {
 }
 
 // close unmounts the share and ends the session; safe to call twice.
-func (s *fsStack) close(t *testing.T) {
+func (s *fsStack) close(t testing.TB) {
 	ctx := context.Background()
 	if s.v != nil {
 		s.v.Close(ctx)

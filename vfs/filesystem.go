@@ -1,6 +1,9 @@
 package vfs
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Inode is a filesystem's node as vfs holds it: an opaque, comparable value
 // (in practice a pointer to the filesystem's inode object, such as the FUSE
@@ -98,8 +101,9 @@ type FilesystemImpl interface {
 	//
 	// Errors: EEXIST (when flags has O_EXCL and the name appeared), EACCES,
 	// ENOSPC, EDQUOT, ...
-	// Preconditions: name is a valid component that vfs found negative;
-	// the directory lock of dir is held exclusively.
+	// Preconditions: name is a valid component that vfs found negative,
+	// or has no dentry for (then flags has O_EXCL, and EEXIST makes vfs
+	// look the name up); the directory lock of dir is held exclusively.
 	// Postconditions: the Entry's reference is owned by vfs; the returned
 	// FileDescriptionImpl is owned by vfs, which calls its Release once.
 	Create(ctx context.Context, creds *Credentials, dir Inode, name string, flags int, mode uint32) (Entry, FileDescriptionImpl, error)
@@ -198,4 +202,20 @@ type FilesystemImpl interface {
 	// Sync writes back everything cached for the filesystem (Linux
 	// syncfs: writeback of dirty pages, then FUSE SYNCFS where supported).
 	Sync(ctx context.Context) error
+}
+
+// AttrCache is implemented by a FilesystemImpl that caches attributes, so
+// that a stat whose path and attributes are all cached costs no
+// reference-counted call and one clock reading (Linux vfs_getattr on a
+// FUSE inode whose attributes are still valid: fuse_update_get_attr
+// without a request). vfs asks it before Getattr.
+type AttrCache interface {
+	// CachedGetattr returns inode's attributes if its cache holds them
+	// and they are valid at now, or false (then vfs calls Getattr). now
+	// is a reading of the clock given to vfs in Options.Now, which the
+	// filesystem must share. It never sends a request or blocks on one:
+	// it may take leaf locks only.
+	//
+	// Preconditions: vfs holds a reference on inode.
+	CachedGetattr(inode Inode, now time.Time) (Statx, bool)
 }

@@ -23,12 +23,16 @@ func (v *VirtualFilesystem) getDentry(ctx context.Context, creds *Credentials, p
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	w := walker{v: v, ctx: ctx, creds: creds}
+	if d, _, err, ok := w.fastResolve(path); ok {
+		return d, err
+	}
 	root, err := v.rootRef()
 	if err != nil {
 		return nil, err
 	}
 	defer v.decRef(root)
-	return v.walker(ctx, creds).resolve(root, path, follow, false)
+	return w.resolve(root, path, follow, false)
 }
 
 // GetDentry resolves path from the share root, following a final symlink
@@ -87,12 +91,20 @@ func (v *VirtualFilesystem) Open(ctx context.Context, creds *Credentials, path s
 	creating := flags&unix.O_CREAT != 0
 	excl := creating && flags&unix.O_EXCL != 0
 	follow := flags&unix.O_NOFOLLOW == 0 && !excl
+	w := v.walker(ctx, creds)
+	if !creating {
+		if d, trailing, err, ok := w.fastResolve(path); ok {
+			if err != nil {
+				return nil, err
+			}
+			return v.openDentry(ctx, creds, d, flags, trailing)
+		}
+	}
 	start, err := v.rootRef()
 	if err != nil {
 		return nil, err
 	}
 	defer func() { v.decRef(start) }()
-	w := v.walker(ctx, creds)
 	p := path
 	for {
 		dir, last, trailing, err := w.parentOf(start, p)
@@ -117,6 +129,18 @@ func (v *VirtualFilesystem) Open(ctx context.Context, creds *Credentials, path s
 		var c *Dentry
 		if creating {
 			dir.dirMu.Lock()
+			if !v.hasChild(dir, last) {
+				// A name vfs knows nothing of is most likely new: create
+				// it exclusively at once, and look it up only if it
+				// exists (one round trip fewer than Linux
+				// fuse_atomic_open's LOOKUP, then CREATE).
+				fd, err := v.create(ctx, creds, dir, last, flags|unix.O_EXCL, mode)
+				if err != syscall.EEXIST || excl {
+					dir.dirMu.Unlock()
+					v.decRef(dir)
+					return fd, err
+				}
+			}
 			c, err = w.lookupChild(dir, last, true, true)
 			if err == nil && c == nil {
 				fd, err := v.create(ctx, creds, dir, last, flags, mode)
@@ -164,6 +188,15 @@ func (v *VirtualFilesystem) Open(ctx context.Context, creds *Credentials, path s
 		v.decRef(dir)
 		return v.openDentry(ctx, creds, c, flags, trailing)
 	}
+}
+
+// hasChild reports whether dir has a dentry for name, positive or
+// negative, valid or not.
+func (v *VirtualFilesystem) hasChild(dir *Dentry, name string) bool {
+	v.mu.Lock()
+	_, ok := dir.children[name]
+	v.mu.Unlock()
+	return ok
 }
 
 // create creates and opens last in dir.
@@ -240,23 +273,37 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 	if err := checkPath(path); err != nil {
 		return Statx{}, err
 	}
-	root, err := v.rootRef()
-	if err != nil {
-		return Statx{}, err
-	}
 	w := walker{v: v, ctx: ctx, creds: creds}
-	d, err := w.resolve(root, path, follow, false)
-	v.decRef(root)
+	d, _, err, ok := w.fastResolve(path)
+	if !ok {
+		var root *Dentry
+		if root, err = v.rootRef(); err != nil {
+			return Statx{}, err
+		}
+		d, err = w.resolve(root, path, follow, false)
+		v.decRef(root)
+	}
 	if err != nil {
 		return Statx{}, err
 	}
 	defer v.decRef(d)
 	var st Statx
-	if w.fresh == d && w.freshAttr != nil {
+	switch {
+	case w.fresh == d && w.freshAttr != nil:
 		// The walk's own lookup of d carried the attributes.
 		st = *w.freshAttr
-	} else if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
-		return Statx{}, err
+	case ok && v.attrCache != nil:
+		// A walk that sent nothing took a moment: its clock reading
+		// is good for the attributes too.
+		var cached bool
+		if st, cached = v.attrCache.CachedGetattr(d.inode, w.startTime); cached {
+			break
+		}
+		fallthrough
+	default:
+		if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
+			return Statx{}, err
+		}
 	}
 	st.Dev = d.mount.dev
 	return st, nil
