@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/govirtiofs/govirtiofs/vfs"
 )
 
 // Creds are the credentials a request carries in its fuse_in_header; the
@@ -18,6 +20,9 @@ type Creds struct {
 	PID uint32
 }
 
+// credsKey is the context key of a request's credentials: a Creds, or a
+// *vfs.Credentials (with this process's ID), which the client filesystem
+// puts there without allocating a copy per request.
 type credsKey struct{}
 
 // WithCreds returns a context whose requests carry c instead of
@@ -232,6 +237,9 @@ type request struct {
 	data    []byte
 	out     []byte
 	outData []byte
+	// vec backs the in and out vectors handed to the Sender, so that
+	// they cost no allocation of their own.
+	vec [4][]byte
 }
 
 // newRequest allocates a request with argSize bytes of arguments and
@@ -240,6 +248,26 @@ func (c *Conn) newRequest(op Opcode, nodeid uint64, argSize, replySize int) *req
 	inLen := inHeaderSize + argSize
 	b := make([]byte, inLen+outHeaderSize+replySize)
 	return &request{op: op, nodeid: nodeid, buf: b[:inLen:inLen], out: b[inLen:]}
+}
+
+// in returns the request's buffers: buf, then data if any.
+func (r *request) in() [][]byte {
+	r.vec[0] = r.buf
+	if len(r.data) == 0 {
+		return r.vec[0:1:1]
+	}
+	r.vec[1] = r.data
+	return r.vec[0:2:2]
+}
+
+// outVec returns the reply's buffers: out, then outData if any.
+func (r *request) outVec() [][]byte {
+	r.vec[2] = r.out
+	if len(r.outData) == 0 {
+		return r.vec[2:3:3]
+	}
+	r.vec[3] = r.outData
+	return r.vec[2:4:4]
 }
 
 // args returns the argument bytes after the header.
@@ -269,8 +297,11 @@ func (c *Conn) fillHeader(ctx context.Context, r *request, unique uint64) error 
 		return syscall.E2BIG
 	}
 	cr := c.opts.Creds
-	if v, ok := ctx.Value(credsKey{}).(Creds); ok {
+	switch v := ctx.Value(credsKey{}).(type) {
+	case Creds:
 		cr = v
+	case *vfs.Credentials:
+		cr = Creds{UID: v.UID, GID: v.GID, PID: pid}
 	}
 	h := inHeader{Len: uint32(total), Opcode: r.op, Unique: unique, NodeID: r.nodeid,
 		UID: cr.UID, GID: cr.GID, PID: cr.PID}
@@ -303,15 +334,7 @@ func (c *Conn) roundTrip(ctx context.Context, r *request) (reply, error) {
 	if err := c.fillHeader(ctx, r, unique); err != nil {
 		return reply{}, err
 	}
-	in := [][]byte{r.buf}
-	if len(r.data) > 0 {
-		in = append(in, r.data)
-	}
-	out := [][]byte{r.out}
-	if len(r.outData) > 0 {
-		out = append(out, r.outData)
-	}
-	n, err := c.s.RoundTrip(ctx, in, out)
+	n, err := c.s.RoundTrip(ctx, r.in(), r.outVec())
 	if err != nil {
 		return reply{}, err
 	}
@@ -387,9 +410,5 @@ func (c *Conn) sendHiprio(ctx context.Context, r *request, unique uint64) error 
 	if err := c.fillHeader(ctx, r, unique); err != nil {
 		return err
 	}
-	in := [][]byte{r.buf}
-	if len(r.data) > 0 {
-		in = append(in, r.data)
-	}
-	return c.s.SendHiprio(ctx, in)
+	return c.s.SendHiprio(ctx, r.in())
 }

@@ -349,12 +349,15 @@ func (fs *Filesystem) isClosed() bool {
 // system call, and the driver's process never forks).
 var pid = uint32(os.Getpid())
 
-// withCreds returns a context whose requests carry creds.
+// withCreds returns a context whose requests carry creds and this
+// process's ID. The context holds the pointer, not a copy (one allocation
+// fewer per request): creds must not change while it is in use, as vfs's
+// and a fileHandle's do not.
 func withCreds(ctx context.Context, creds *vfs.Credentials) context.Context {
 	if creds == nil {
 		return ctx
 	}
-	return WithCreds(ctx, Creds{UID: creds.UID, GID: creds.GID, PID: pid})
+	return context.WithValue(ctx, credsKey{}, creds)
 }
 
 // inodeOf converts a vfs.Inode handed back by vfs.
