@@ -528,7 +528,11 @@ func (fs *Filesystem) Readlink(ctx context.Context, creds *vfs.Credentials, i vf
 
 // Create implements vfs.FilesystemImpl.Create (FUSE CREATE; MKNOD and
 // OPEN if the server lacks CREATE, as Linux fuse_atomic_open falls back
-// to fuse_mknod).
+// to fuse_mknod). vfs calls it without a LOOKUP first for names it has no
+// dentry for, with O_EXCL, so a new file costs one round trip; an
+// existing one fails with EEXIST and is looked up and opened instead.
+// Without O_EXCL the name was found negative: QEMU 7.2's virtiofsd aborts
+// on a CREATE without O_EXCL of an existing file.
 func (fs *Filesystem) Create(ctx context.Context, creds *vfs.Credentials, dir vfs.Inode, name string, flags int, mode uint32) (vfs.Entry, vfs.FileDescriptionImpl, error) {
 	d, err := fs.inodeOf(dir)
 	if err != nil {
