@@ -188,9 +188,8 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			if rctx == nil {
 				rctx = f.ctx(ctx)
 			}
-			chunk := dst[done : done+min(len(dst)-done, fs.params.MaxPages*pageSize)&^(pageSize-1)]
-			fs.reads.Add(1)
-			n, err := fs.conn.Read(rctx, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(pos), Flags: uint32(f.flags)}, chunk)
+			chunk := dst[done : done+(len(dst)-done)&^(pageSize-1)]
+			n, err := f.readDirect(rctx, chunk, pos)
 			if err != nil {
 				if done > 0 {
 					break

@@ -99,24 +99,35 @@ func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, erro
 	return f.ino.readCached(ctx, f, dst, off)
 }
 
-// readDirect reads with READs of at most max_pages, stopping at a short
-// one.
+// readDirect reads straight into dst, with READs of at most max_pages,
+// several in flight; it stops at a short one (Linux fuse_direct_io).
 func (f *fileHandle) readDirect(ctx context.Context, dst []byte, off int64) (int, error) {
-	maxIO := f.fs.params.MaxPages * pageSize
-	done := 0
-	for done < len(dst) {
-		chunk := dst[done:min(done+maxIO, len(dst))]
+	size, count := splitIO(len(dst), f.fs.params.MaxPages*pageSize)
+	read := func(i int) (int, error) {
+		chunk := dst[i*size : min((i+1)*size, len(dst))]
 		f.fs.reads.Add(1)
-		n, err := f.fs.conn.Read(ctx, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off) + uint64(done), Flags: uint32(f.flags)}, chunk)
-		if err != nil {
+		return f.fs.conn.Read(ctx, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk)
+	}
+	if count == 1 {
+		return read(0)
+	}
+	ns := make([]int, count)
+	errs := make([]error, count)
+	pipeline(count, func(i int) bool {
+		ns[i], errs[i] = read(i)
+		return errs[i] == nil && ns[i] == min(size, len(dst)-i*size)
+	})
+	done := 0
+	for i := range count {
+		if errs[i] != nil {
 			if done > 0 {
-				return done, nil
+				return done, nil // the error comes again with the next read
 			}
-			return 0, err
+			return 0, errs[i]
 		}
-		done += n
-		if n < len(chunk) {
-			break
+		done += ns[i]
+		if ns[i] < min(size, len(dst)-i*size) {
+			break // end of file; later chunks, if any, are ignored
 		}
 	}
 	return done, nil
@@ -165,28 +176,7 @@ func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending
 		f.fs.balanceDirty(ctx)
 		return len(src), off + int64(len(src)), nil
 	}
-	maxWrite := int(f.fs.params.MaxWrite)
-	done := 0
-	var err error
-	for done < len(src) {
-		chunk := src[done:min(done+maxWrite, len(src))]
-		f.fs.writes.Add(1)
-		var n int
-		n, err = f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off) + uint64(done), Flags: uint32(f.flags)}, chunk)
-		if n > 0 {
-			ino.mu.Lock()
-			if f.direct {
-				ino.cache.invalidateLocked()
-			} else {
-				ino.cache.writeLocked(off+int64(done), chunk[:n])
-			}
-			ino.mu.Unlock()
-		}
-		done += n
-		if err != nil || n < len(chunk) {
-			break
-		}
-	}
+	done, err := f.writeThrough(ctx, src, off, appending)
 	end := off + int64(done)
 	ino.mu.Lock()
 	if done > 0 && uint64(end) > ino.attr.Size {
@@ -201,6 +191,62 @@ func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending
 		err = syscall.EIO // the server wrote nothing and said nothing
 	}
 	return 0, off, err
+}
+
+// writeThrough sends src written at off to the server in WRITEs of at
+// most max_write bytes and copies what the server took into the cached
+// pages (or drops them, for direct I/O). It returns how many bytes from
+// the start of src the server wrote, and the error that stopped it
+// there, if any. The WRITEs of a large write are in flight several at
+// once, except for O_APPEND, where the server appends each WRITE where
+// the file ends and so must get them in order. If a WRITE fails or comes
+// up short, later WRITEs may still have been done: the cached pages are
+// dropped then, since the server's data past the count is not known.
+func (f *fileHandle) writeThrough(ctx context.Context, src []byte, off int64, appending bool) (int, error) {
+	ino := f.ino
+	size, count := splitIO(len(src), int(f.fs.params.MaxWrite))
+	chunk := func(i int) []byte { return src[i*size : min((i+1)*size, len(src))] }
+	write := func(i int) (int, error) {
+		f.fs.writes.Add(1)
+		return f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk(i))
+	}
+	ns := make([]int, count)
+	errs := make([]error, count)
+	if appending || count == 1 {
+		for i := range count {
+			ns[i], errs[i] = write(i)
+			if errs[i] != nil || ns[i] < len(chunk(i)) {
+				break
+			}
+		}
+	} else {
+		pipeline(count, func(i int) bool {
+			ns[i], errs[i] = write(i)
+			return errs[i] == nil && ns[i] == len(chunk(i))
+		})
+	}
+	done := 0
+	var err error
+	complete := true
+	for i := range count {
+		done += ns[i]
+		if errs[i] != nil || ns[i] < len(chunk(i)) {
+			err = errs[i]
+			for _, n := range ns[i+1:] {
+				complete = complete && n == 0
+			}
+			break
+		}
+	}
+	ino.mu.Lock()
+	switch {
+	case f.direct || !complete:
+		ino.cache.invalidateLocked()
+	case done > 0:
+		ino.cache.writeLocked(off, src[:done])
+	}
+	ino.mu.Unlock()
+	return done, err
 }
 
 // Seek implements vfs.FileDescriptionImpl.Seek (Linux fuse_file_llseek

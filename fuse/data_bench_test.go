@@ -1,0 +1,210 @@
+package fuse_test
+
+// Data-path benchmarks of the client filesystem against the real
+// virtiofsd: the sequential read, write and random read workloads of
+// bench/workload.go (a 64 MiB file, 1 MiB at a time), in each cache mode,
+// on the host over vhost-user.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govirtiofs/govirtiofs/driver"
+	"github.com/govirtiofs/govirtiofs/fuse"
+	"github.com/govirtiofs/govirtiofs/internal/virtiofsdtest"
+	"github.com/govirtiofs/govirtiofs/vfs"
+	"github.com/govirtiofs/govirtiofs/virtio/vhostuser"
+)
+
+const (
+	benchFileSize = 64 << 20
+	benchIOSize   = 1 << 20
+)
+
+// benchFS mounts dir through the whole stack for a benchmark.
+func benchFS(b *testing.B, dir string, mode fuse.CacheMode, writeback bool) *vfs.VirtualFilesystem {
+	b.Helper()
+	dopts := virtiofsdtest.Options{Cache: mode.String()}
+	if writeback {
+		dopts.ExtraArgs = []string{"-o", "writeback"}
+	}
+	d := virtiofsdtest.Start(b, dir, dopts)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr, err := vhostuser.Dial(ctx, d.Socket, vhostuser.Options{Tag: "fs"})
+	if err != nil {
+		b.Fatalf("vhostuser.Dial: %v", err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dev, err := driver.New(ctx, tr, driver.Options{Logger: quiet})
+	if err != nil {
+		tr.Close()
+		b.Fatalf("driver.New: %v", err)
+	}
+	b.Cleanup(func() { dev.Close() })
+	conn := fuse.NewConn(dev, fuse.ConnOptions{WritebackCache: writeback})
+	if err := conn.Init(ctx); err != nil {
+		b.Fatalf("Init: %v", err)
+	}
+	fs, err := fuse.NewFilesystem(conn, fuse.FSOptions{Cache: mode, Writeback: writeback})
+	if err != nil {
+		b.Fatalf("NewFilesystem: %v", err)
+	}
+	v := vfs.New(fs, fs.Root(), vfs.Options{})
+	b.Cleanup(func() {
+		v.Close(context.Background())
+		fs.Close(context.Background())
+	})
+	return v
+}
+
+var benchModes = []fuse.CacheMode{fuse.CacheNone, fuse.CacheAuto, fuse.CacheAlways}
+
+// readWhole reads path 1 MiB at a time and checks its length.
+func readWhole(b *testing.B, v *vfs.VirtualFilesystem, path string, buf []byte) {
+	ctx := context.Background()
+	fd, err := v.Open(ctx, root, path, unix.O_RDONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for {
+		n, err := fd.Read(ctx, buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if err := fd.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if total != benchFileSize {
+		b.Fatalf("read %d bytes, want %d", total, benchFileSize)
+	}
+}
+
+// BenchmarkVirtiofsdSeqRead reads a 64 MiB file 1 MiB at a time: cold (a
+// file this client never read) and warm (read once before).
+func BenchmarkVirtiofsdSeqRead(b *testing.B) {
+	data := fsPatternB(benchFileSize)
+	for _, mode := range benchModes {
+		for _, warm := range []bool{false, true} {
+			name := mode.String() + "/cold"
+			if warm {
+				name = mode.String() + "/warm"
+			}
+			b.Run(name, func(b *testing.B) {
+				dir := b.TempDir()
+				v := benchFS(b, dir, mode, false)
+				buf := make([]byte, benchIOSize)
+				b.SetBytes(benchFileSize)
+				if warm {
+					if err := os.WriteFile(filepath.Join(dir, "big"), data, 0o644); err != nil {
+						b.Fatal(err)
+					}
+					readWhole(b, v, "big", buf)
+				}
+				i := 0
+				for b.Loop() {
+					path := "big"
+					if !warm {
+						b.StopTimer()
+						path = fmt.Sprintf("big%d", i)
+						i++
+						if err := os.WriteFile(filepath.Join(dir, path), data, 0o644); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+					}
+					readWhole(b, v, path, buf)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkVirtiofsdSeqWrite creates a file and writes 64 MiB into it 1
+// MiB at a time, then closes it (no fsync).
+func BenchmarkVirtiofsdSeqWrite(b *testing.B) {
+	type cfg struct {
+		mode      fuse.CacheMode
+		writeback bool
+	}
+	cfgs := []cfg{{fuse.CacheNone, false}, {fuse.CacheAuto, false}, {fuse.CacheAlways, false}, {fuse.CacheAlways, true}}
+	for _, c := range cfgs {
+		name := c.mode.String()
+		if c.writeback {
+			name += "-writeback"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			v := benchFS(b, dir, c.mode, c.writeback)
+			ctx := context.Background()
+			buf := fsPatternB(benchIOSize)
+			b.SetBytes(benchFileSize)
+			for b.Loop() {
+				fd, err := v.Open(ctx, root, "w", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o644)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range benchFileSize / benchIOSize {
+					if n, err := fd.Write(ctx, buf); err != nil || n != len(buf) {
+						b.Fatalf("write: %d, %v", n, err)
+					}
+				}
+				if err := fd.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVirtiofsdRandRead reads 4 KiB at random aligned offsets of a 64
+// MiB file.
+func BenchmarkVirtiofsdRandRead(b *testing.B) {
+	data := fsPatternB(benchFileSize)
+	for _, mode := range benchModes {
+		b.Run(mode.String(), func(b *testing.B) {
+			dir := b.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "big"), data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			v := benchFS(b, dir, mode, false)
+			ctx := context.Background()
+			fd, err := v.Open(ctx, root, "big", unix.O_RDONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fd.Close(ctx)
+			r := rand.New(rand.NewPCG(42, 1))
+			buf := make([]byte, 4096)
+			for b.Loop() {
+				off := r.Int64N(benchFileSize/4096) * 4096
+				if n, err := fd.PRead(ctx, buf, off); err != nil || n != len(buf) {
+					b.Fatalf("pread at %d: %d, %v", off, n, err)
+				}
+			}
+		})
+	}
+}
+
+func fsPatternB(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
