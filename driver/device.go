@@ -19,17 +19,21 @@ import (
 
 // Virtio-fs configuration space layout (virtio spec 1.2 section 5.11.4).
 const (
-	tagLen                = 36 // tag: UTF-8, NUL-padded, not NUL-terminated when full
-	numRequestQueuesOff   = 36 // le32
-	configLen             = 40
-	hiprioQueue           = 0
-	defaultQueueSize      = 256
-	defaultRequestQueues  = 1
-	fuseMaxMaxPages       = 256 // FUSE_MAX_MAX_PAGES
-	fuseHeaderOverhead    = 4   // FUSE_HEADER_OVERHEAD in Linux virtio_fs.c
-	resetTimeout          = time.Second
-	drainTimeout          = time.Second
-	acceptedFeatures      = virtio.FeatureVersion1 | virtio.FeatureIndirectDesc
+	tagLen               = 36 // tag: UTF-8, NUL-padded, not NUL-terminated when full
+	numRequestQueuesOff  = 36 // le32
+	configLen            = 40
+	hiprioQueue          = 0
+	defaultQueueSize     = 256
+	defaultRequestQueues = 1
+	fuseMaxMaxPages      = 256 // FUSE_MAX_MAX_PAGES
+	fuseHeaderOverhead   = 4   // FUSE_HEADER_OVERHEAD in Linux virtio_fs.c
+	resetTimeout         = time.Second
+	drainTimeout         = time.Second
+	// INDIRECT_DESC is not accepted: every request is a chain of two
+	// buffers, which two ring descriptors hold as well as one descriptor
+	// and a table, without the table's cache lookup here and its
+	// translation in the device (a queue of 256 still holds 128 requests).
+	acceptedFeatures      = virtio.FeatureVersion1
 	fuseInHeaderLen       = 40
 	fuseOutHeaderLen      = 16
 	fuseUniqueOff         = 8 // unique is at bytes 8..16 of both headers
@@ -116,10 +120,9 @@ var _ fuse.Sender = (*Device)(nil)
 
 // New brings up the virtio-fs device behind t (virtio spec 1.2 section
 // 3.1.1, as virtio_fs_probe in Linux fs/fuse/virtio_fs.c): reset,
-// ACKNOWLEDGE|DRIVER, feature negotiation (VERSION_1 required; INDIRECT_DESC
-// when offered, EVENT_IDX too with Options.EventIdx; never ACCESS_PLATFORM or
-// RING_PACKED),
-// FEATURES_OK, the configuration (tag, num_request_queues), queue 0 (hiprio)
+// ACKNOWLEDGE|DRIVER, feature negotiation (VERSION_1 required; EVENT_IDX
+// with Options.EventIdx; never INDIRECT_DESC, ACCESS_PLATFORM or
+// RING_PACKED), FEATURES_OK, the configuration (tag, num_request_queues), queue 0 (hiprio)
 // and the request queues, DRIVER_OK.
 //
 // On success the Device owns t: Close closes it. On failure New sets the

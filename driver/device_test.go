@@ -127,18 +127,18 @@ func TestNew(t *testing.T) {
 		wantQueues   int // request queues
 		wantPages    int
 	}{
-		{"defaults", virtiotest.Config{}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 124},
-		{"event idx when asked", virtiotest.Config{}, Options{EventIdx: true}, virtio.FeatureVersion1 | virtio.FeatureEventIdx | virtio.FeatureIndirectDesc, "myfs", 1, 124},
+		{"defaults", virtiotest.Config{}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
+		{"event idx when asked", virtiotest.Config{}, Options{EventIdx: true}, virtio.FeatureVersion1 | virtio.FeatureEventIdx, "myfs", 1, 124},
 		{"only version 1", virtiotest.Config{Features: virtio.FeatureVersion1}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
-		{"never access platform or packed", virtiotest.Config{Features: all}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 124},
-		{"full-length tag", virtiotest.Config{DeviceConfig: virtiotest.FSConfig("abcdefghijklmnopqrstuvwxyz0123456789", 1)}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "abcdefghijklmnopqrstuvwxyz0123456789", 1, 124},
-		{"request queues capped by device", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 2)}, Options{RequestQueues: 8}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "q", 2, 124},
-		{"request queues capped by transport", virtiotest.Config{NumQueues: 3, DeviceConfig: virtiotest.FSConfig("q", 9)}, Options{RequestQueues: 8}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "q", 2, 124},
-		{"request queues default 1", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 4)}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "q", 1, 124},
-		{"big queues: FUSE_MAX_MAX_PAGES", virtiotest.Config{MaxQueueSize: 1024}, Options{QueueSize: 1024}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 256},
-		{"default queue size 256", virtiotest.Config{MaxQueueSize: 1024}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 252},
-		{"queue size rounded to a power of two", virtiotest.Config{MaxQueueSize: 100}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 60},
-		{"small memory", virtiotest.Config{MemorySize: 256 << 10}, Options{}, virtio.FeatureVersion1 | virtio.FeatureIndirectDesc, "myfs", 1, 63},
+		{"never indirect, access platform or packed", virtiotest.Config{Features: all}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
+		{"full-length tag", virtiotest.Config{DeviceConfig: virtiotest.FSConfig("abcdefghijklmnopqrstuvwxyz0123456789", 1)}, Options{}, virtio.FeatureVersion1, "abcdefghijklmnopqrstuvwxyz0123456789", 1, 124},
+		{"request queues capped by device", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 2)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 124},
+		{"request queues capped by transport", virtiotest.Config{NumQueues: 3, DeviceConfig: virtiotest.FSConfig("q", 9)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 124},
+		{"request queues default 1", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 4)}, Options{}, virtio.FeatureVersion1, "q", 1, 124},
+		{"big queues: FUSE_MAX_MAX_PAGES", virtiotest.Config{MaxQueueSize: 1024}, Options{QueueSize: 1024}, virtio.FeatureVersion1, "myfs", 1, 256},
+		{"default queue size 256", virtiotest.Config{MaxQueueSize: 1024}, Options{}, virtio.FeatureVersion1, "myfs", 1, 252},
+		{"queue size rounded to a power of two", virtiotest.Config{MaxQueueSize: 100}, Options{}, virtio.FeatureVersion1, "myfs", 1, 60},
+		{"small memory", virtiotest.Config{MemorySize: 256 << 10}, Options{}, virtio.FeatureVersion1, "myfs", 1, 63},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

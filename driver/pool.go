@@ -19,6 +19,9 @@ const (
 	bufAlign = 64
 	// poolClassBytes bounds the bytes each size class keeps cached.
 	poolClassBytes = 1 << 20
+	// maxCachedRequests bounds the small requests kept with their
+	// buffers (2 pages each).
+	maxCachedRequests = 64
 )
 
 // pool hands out DMA buffers for requests in power-of-two size classes from
@@ -26,6 +29,13 @@ const (
 // requests does not go to the Memory's allocator. When the Memory is
 // exhausted, get gives the cache back to it and then waits for a buffer to
 // be released, as a full queue waits.
+//
+// It also keeps small requests (a page for the request, a page for the
+// reply: every metadata operation) whole, with their two buffers attached:
+// taking one is a single lock, where separate buffers cost a lock each and
+// a sync.Pool round (sync.Pool cannot hold them: it drops objects at a
+// garbage collection, and their DMA buffers with them). Their buffers count
+// as cached, not live.
 type pool struct {
 	mem virtio.Memory // immutable
 	max int           // immutable: the largest buffer get hands out
@@ -34,6 +44,7 @@ type pool struct {
 	mu       sync.Mutex
 	free     [][]virtio.Buffer // cached buffers by class
 	released chan struct{}     // closed (and replaced) when a buffer is put back
+	reqs     []*request        // small requests with their buffers attached (see getRequest)
 	live     int               // buffers handed out and not put back
 	waiters  int               // goroutines waiting on released
 	closed   bool
@@ -144,11 +155,66 @@ func (p *pool) put(b virtio.Buffer) {
 	}
 }
 
-// drainLocked frees every cached buffer and reports whether there was any.
+// small reports whether a request of inLen bytes with a reply of outLen
+// bytes fits a cached request's buffers.
+func small(inLen, outLen int) bool {
+	return inLen <= pageSize && outLen > 0 && outLen <= pageSize
+}
+
+// getRequest takes a cached small request whose full buffers are one page
+// each, or returns nil if none is cached (or the pool is closed). Its other
+// fields are zero.
+//
+// Preconditions: small(inLen, outLen).
+func (p *pool) getRequest() *request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.reqs)
+	if n == 0 || p.closed {
+		return nil
+	}
+	r := p.reqs[n-1]
+	p.reqs[n-1] = nil
+	p.reqs = p.reqs[:n-1]
+	p.live += 2
+	return r
+}
+
+// putRequest keeps r, which nothing references any more, with full as its
+// buffers for getRequest, if they are a page each and the cache has room.
+// It reports whether it did; if not, the caller gives the buffers back.
+func (p *pool) putRequest(r *request, full [2]virtio.Buffer) bool {
+	if len(full[0].Bytes) != pageSize || len(full[1].Bytes) != pageSize {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.reqs) >= maxCachedRequests {
+		return false
+	}
+	*r = request{full: full}
+	p.reqs = append(p.reqs, r)
+	p.live -= 2
+	if p.waiters > 0 {
+		close(p.released)
+		p.released = make(chan struct{})
+	}
+	return true
+}
+
+// drainLocked frees every cached buffer, those of cached requests too, and
+// reports whether there was any.
 //
 // Preconditions: p.mu is held.
 func (p *pool) drainLocked() bool {
 	any := false
+	for i, r := range p.reqs {
+		p.mem.Free(r.full[0])
+		p.mem.Free(r.full[1])
+		p.reqs[i] = nil
+		any = true
+	}
+	p.reqs = p.reqs[:0]
 	for c, l := range p.free {
 		for _, b := range l {
 			p.mem.Free(b)

@@ -36,8 +36,8 @@ type request struct {
 	prev, next *request      // q's pending list
 }
 
-// requestPool recycles requests: a round trip allocates nothing in the
-// steady state.
+// requestPool recycles requests other than the small ones the pool keeps
+// whole: a round trip allocates nothing in the steady state.
 var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 func (r *request) in() virtio.Buffer  { return r.bufs[0] }
@@ -60,15 +60,18 @@ func (r *request) completeLocked(n int, err error) {
 }
 
 // release lets go of one owner's hold on the buffers; the last owner
-// returns them and the request.
+// returns them and the request, a small one whole to the pool.
 func (r *request) release() {
 	if r.refs.Add(-1) != 0 {
 		return
 	}
-	p := r.q.d.pool
-	p.put(r.full[0])
-	if r.full[1].Bytes != nil {
-		p.put(r.full[1])
+	p, full := r.q.d.pool, r.full
+	if p.putRequest(r, full) {
+		return
+	}
+	p.put(full[0])
+	if full[1].Bytes != nil {
+		p.put(full[1])
 	}
 	*r = request{}
 	requestPool.Put(r)
@@ -127,20 +130,27 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 	if inLen > d.maxBuf || outLen > d.maxBuf {
 		return nil, syscall.E2BIG
 	}
-	ib, err := d.pool.get(ctx, inLen, d.dead)
-	if err != nil {
-		return nil, mapErr(err)
+	var r *request
+	if small(inLen, outLen) {
+		r = d.pool.getRequest()
 	}
-	var ob virtio.Buffer
-	if outLen > 0 {
-		if ob, err = d.pool.get(ctx, outLen, d.dead); err != nil {
-			d.pool.put(ib)
+	if r == nil {
+		ib, err := d.pool.get(ctx, inLen, d.dead)
+		if err != nil {
 			return nil, mapErr(err)
 		}
+		var ob virtio.Buffer
+		if outLen > 0 {
+			if ob, err = d.pool.get(ctx, outLen, d.dead); err != nil {
+				d.pool.put(ib)
+				return nil, mapErr(err)
+			}
+		}
+		r = requestPool.Get().(*request)
+		r.full = [2]virtio.Buffer{ib, ob}
 	}
-	r := requestPool.Get().(*request)
 	r.q = q
-	r.full = [2]virtio.Buffer{ib, ob}
+	ib, ob := r.full[0], r.full[1]
 	ib.Bytes = ib.Bytes[:inLen]
 	gather(ib.Bytes, in)
 	if outLen > 0 {
