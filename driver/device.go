@@ -254,8 +254,13 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		b := opts.Backoff
 		if q.index == hiprioQueue {
 			// Nobody waits for a hiprio completion (only for its buffers
-			// to come back): let the request callers have the processor.
+			// to come back, and SendHiprio takes those back itself):
+			// let the request callers have the processor. No spin or
+			// yield phase either: yielding for 100 µs after each FORGET
+			// took turns with a spinning caller (with one P, every
+			// Gosched of the caller ran this poller before it).
 			b.Park = true
+			b.SpinFor, b.YieldFor = time.Nanosecond, time.Nanosecond
 		}
 		d.wg.Add(1)
 		go q.complete(b)

@@ -135,10 +135,10 @@ func (q *queue) poll() (found, ok bool) {
 	if q.stopped || q.corrupt.Load() {
 		return false, false
 	}
-	if !q.vq.HasUsed() {
-		return false, true
-	}
-	for {
+	// HasUsed, a lock-free look at the used idx, before every Pop: the
+	// common poll finds nothing, or one entry, and then stops without
+	// taking the queue's lock again.
+	for q.vq.HasUsed() {
 		u, popped, err := q.vq.Pop()
 		if !popped {
 			if err != nil {
@@ -164,6 +164,18 @@ func (q *queue) poll() (found, ok bool) {
 		}
 		q.finish(r, u.Len, r.check(u.Len))
 	}
+	return found, true
+}
+
+// lookUsed looks at the used idx up to n times, without locks, and reports
+// whether the device has published entries not taken yet.
+func (q *queue) lookUsed(n int) bool {
+	for range n {
+		if q.vq.HasUsed() {
+			return true
+		}
+	}
+	return false
 }
 
 // complete is the queue's completion goroutine. While chains are in flight
