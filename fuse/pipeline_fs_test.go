@@ -81,7 +81,7 @@ func TestFSReadPipeline(t *testing.T) {
 }
 
 // TestFSWritePipeline writes 64 KiB in WRITEs of 4 pages: they are in
-// flight together (the first waits for the second to arrive), unless the
+// flight together (the first two wait for each other), unless the
 // file is O_APPEND, where they go one after the other in order. A WRITE
 // that fails in the middle makes the write return the bytes before it;
 // the cached pages then hold what the server has, also past the failure.
@@ -94,8 +94,10 @@ func TestFSWritePipeline(t *testing.T) {
 	var offs []uint64
 	inflight, most := 0, 0
 	failAt := int64(-1)
-	second := make(chan struct{})
-	var once sync.Once
+	// The first two WRITEs of the first write wait for each other: they
+	// can only both get through if they are in flight together.
+	arrived := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	barrier := true
 	f.srv.Handle(fuse.OpWrite, func(r *fusetest.Request) fusetest.Reply {
 		off, size := r.U64(8), r.U32(16)
 		payload := r.Args[40:]
@@ -110,14 +112,16 @@ func TestFSWritePipeline(t *testing.T) {
 			inflight--
 			mu.Unlock()
 		}()
-		if off == 16<<10 {
-			once.Do(func() { close(second) })
-		}
-		if off == 0 && failAt < 0 {
+		mu.Lock()
+		wait := barrier && off < 32<<10
+		mu.Unlock()
+		if wait {
+			me := off / (16 << 10)
+			close(arrived[me])
 			select {
-			case <-second:
+			case <-arrived[1-me]:
 			case <-time.After(10 * time.Second):
-				t.Error("the first WRITE waited 10 s for the second: not in flight together")
+				t.Errorf("the WRITE at %d waited 10 s for the other: not in flight together", off)
 			}
 		}
 		if fail {
@@ -156,7 +160,7 @@ func TestFSWritePipeline(t *testing.T) {
 	}
 
 	mu.Lock()
-	failAt, offs = 20<<10, nil
+	failAt, offs, barrier = 20<<10, nil, false
 	mu.Unlock()
 	src2 := bytes.Repeat([]byte("ABCDEFGHIJKLMNOP"), 4<<10)
 	if n, err := fd.PWrite(ctx, src2, 0); err != nil || n != 16<<10 {
@@ -180,9 +184,6 @@ func TestFSWritePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second = make(chan struct{})
-	once = sync.Once{}
-	close(second) // appends never wait for each other
 	if n, err := fd.Write(ctx, src); err != nil || n != len(src) {
 		t.Fatalf("append of 64 KiB = %d, %v", n, err)
 	}
