@@ -36,8 +36,10 @@
 //	  VirtualFilesystem.renameMu
 //	    Dentry.dirMu (of a parent directory; two of them only under renameMu)
 //	      VirtualFilesystem.mu
+//	        the filesystem's attribute-cache leaf lock (AttrCache)
 //
-// VirtualFilesystem.mu is never held across a call into the filesystem.
+// VirtualFilesystem.mu is never held across a call into the filesystem
+// other than AttrCache.CachedGetattr, which never blocks.
 // renameMu, dirMu and FileDescription.posMu are held across blocking
 // filesystem calls, as Linux holds s_vfs_rename_mutex, i_rwsem and
 // f_pos_lock across FUSE requests; nothing else is.

@@ -213,9 +213,11 @@ type AttrCache interface {
 	// CachedGetattr returns inode's attributes if its cache holds them
 	// and they are valid at now, or false (then vfs calls Getattr). now
 	// is a reading of the clock given to vfs in Options.Now, which the
-	// filesystem must share. It never sends a request or blocks on one:
-	// it may take leaf locks only.
+	// filesystem must share.
 	//
-	// Preconditions: vfs holds a reference on inode.
+	// Preconditions: VirtualFilesystem.mu is held (the one filesystem
+	// call made under it), so the method must not block, send a request
+	// or call into vfs: it may take leaf locks only. inode is the inode
+	// of a cached positive dentry.
 	CachedGetattr(inode Inode, now time.Time) (Statx, bool)
 }

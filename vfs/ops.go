@@ -274,7 +274,24 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 		return Statx{}, err
 	}
 	w := walker{v: v, ctx: ctx, creds: creds}
-	d, _, err, ok := w.fastResolve(path)
+	w.now()
+	v.mu.Lock()
+	d, _, err, ok := w.fastWalkLocked(path)
+	if ok && err == nil {
+		if v.attrCache != nil {
+			// Path and attributes all cached: no reference, whose
+			// taking and release would only have moved d to the
+			// LRU's recent end.
+			if st, cached := v.attrCache.CachedGetattr(d.inode, w.startTime); cached {
+				v.lruTouchLocked(d)
+				st.Dev = d.mount.dev
+				v.mu.Unlock()
+				return st, nil
+			}
+		}
+		v.incRefLocked(d)
+	}
+	v.mu.Unlock()
 	if !ok {
 		var root *Dentry
 		if root, err = v.rootRef(); err != nil {
@@ -292,14 +309,6 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 	case w.fresh == d && w.freshAttr != nil:
 		// The walk's own lookup of d carried the attributes.
 		st = *w.freshAttr
-	case ok && v.attrCache != nil:
-		// A walk that sent nothing took a moment: its clock reading
-		// is good for the attributes too.
-		var cached bool
-		if st, cached = v.attrCache.CachedGetattr(d.inode, w.startTime); cached {
-			break
-		}
-		fallthrough
 	default:
 		if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
 			return Statx{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Linux limits (include/uapi/linux/limits.h, MAXSYMLINKS in namei.h).
@@ -21,8 +22,10 @@ type walker struct {
 	creds *Credentials
 	links int
 	// start is the walk's clock reading, taken at first use: entries
-	// are judged valid as of the start of the operation.
-	start int64
+	// (and cached attributes, see AttrCache) are judged valid as of the
+	// start of the operation. startTime is the same reading.
+	start     int64
+	startTime time.Time
 	// fresh is the dentry of the last lookup this walk sent to the
 	// filesystem, and freshAttr the attributes its reply carried
 	// (Entry.Attr), or nil.
@@ -33,12 +36,94 @@ type walker struct {
 // now returns the walk's clock reading.
 func (w *walker) now() int64 {
 	if w.start == 0 {
-		w.start = w.v.now()
+		w.startTime = w.v.clock()
+		w.start = int64(w.startTime.Sub(w.v.epoch))
 		if w.start == 0 {
 			w.start = 1
 		}
 	}
 	return w.start
+}
+
+// fastResolve resolves p from the share root when every component is
+// cached and valid, holding vfs.mu once for the whole path and taking a
+// reference on the result only (Linux path_lookupat in RCU-walk mode,
+// LOOKUP_RCU). It reports ok=false, having changed nothing, for anything
+// it leaves to the full walk, which then starts over (see fastWalkLocked).
+// A valid negative dentry on the way gives ENOENT, as the full walk would.
+// The result is not a symlink; trailing reports whether p ended in a slash
+// (it is then a directory).
+//
+// Preconditions: checkPath(p) == nil.
+func (w *walker) fastResolve(p string) (d *Dentry, trailing bool, err error, ok bool) {
+	v := w.v
+	w.now()
+	v.mu.Lock()
+	d, trailing, err, ok = w.fastWalkLocked(p)
+	if ok && err == nil {
+		v.incRefLocked(d)
+	}
+	v.mu.Unlock()
+	return d, trailing, err, ok
+}
+
+// fastWalkLocked is fastResolve without the reference. It reports
+// ok=false for a missing or expired dentry, "..", a symlink to follow or
+// pass through, a component that is not a directory, a name over
+// NAME_MAX, the root or a path ending in "." (which open and the create
+// family treat specially), and a closed filesystem.
+//
+// Preconditions: vfs.mu is held; w.now() has been called; checkPath(p) ==
+// nil.
+func (w *walker) fastWalkLocked(p string) (d *Dentry, trailing bool, err error, ok bool) {
+	v := w.v
+	now := w.start
+	end := len(p)
+	for end > 0 && p[end-1] == '/' {
+		end--
+	}
+	trailing = end < len(p) && end > 0
+	rest := p[:end]
+	if rest == "" || rest == "." || strings.HasSuffix(rest, "/.") || v.closed {
+		return nil, false, nil, false
+	}
+	cur := v.root.root
+	for rest != "" {
+		if rest[0] == '/' {
+			rest = rest[1:]
+			continue
+		}
+		name := rest
+		if k := strings.IndexByte(rest, '/'); k >= 0 {
+			name, rest = rest[:k], rest[k+1:]
+		} else {
+			rest = ""
+		}
+		if name == "." {
+			continue
+		}
+		if name == ".." || len(name) > maxNameLen {
+			return nil, false, nil, false
+		}
+		c := cur.children[name]
+		if c == nil || now >= c.deadline {
+			return nil, false, nil, false
+		}
+		if c.inode == nil {
+			v.lruTouchLocked(c)
+			return nil, false, syscall.ENOENT, true
+		}
+		for c.mounted != nil {
+			c = c.mounted.root
+		}
+		// rest holds a component unless it is empty: p's trailing
+		// slashes were cut off.
+		if c.isSymlink() || (rest != "" || trailing) && !c.IsDir() {
+			return nil, false, nil, false
+		}
+		cur = c
+	}
+	return cur, trailing, nil, true
 }
 
 // lookupChild returns the positive dentry at name in dir with a reference

@@ -59,6 +59,7 @@ type VirtualFilesystem struct {
 
 	// Immutable.
 	fs        FilesystemImpl
+	attrCache AttrCache // fs, if it implements AttrCache; or nil
 	maxCached int
 	clock     func() time.Time
 	epoch     time.Time
@@ -68,6 +69,7 @@ type VirtualFilesystem struct {
 // root directory. root stays the caller's reference: vfs never releases it.
 func New(fs FilesystemImpl, root Inode, opts Options) *VirtualFilesystem {
 	v := &VirtualFilesystem{fs: fs, maxCached: opts.MaxCachedDentries, clock: opts.Now}
+	v.attrCache, _ = fs.(AttrCache)
 	if v.maxCached == 0 {
 		v.maxCached = 1024
 	} else if v.maxCached < 0 {
