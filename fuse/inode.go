@@ -156,6 +156,25 @@ func (ino *inode) attrValidLocked() bool {
 	return !ino.attrDeadline.IsZero() && ino.fs.now().Before(ino.attrDeadline)
 }
 
+var _ vfs.AttrCache = (*Filesystem)(nil)
+
+// CachedGetattr implements vfs.AttrCache: the attributes, as Getattr
+// would return them, while they are valid at now; never a request.
+func (fs *Filesystem) CachedGetattr(i vfs.Inode, now time.Time) (vfs.Statx, bool) {
+	ino, ok := i.(*inode)
+	if !ok || ino == nil || ino.fs != fs {
+		return vfs.Statx{}, false
+	}
+	ino.mu.Lock()
+	if ino.attrDeadline.IsZero() || !now.Before(ino.attrDeadline) {
+		ino.mu.Unlock()
+		return vfs.Statx{}, false
+	}
+	a := ino.attrLocked()
+	ino.mu.Unlock()
+	return statx(&a), true
+}
+
 // cachedAttr returns the attributes as attrLocked does if they are valid.
 func (ino *inode) cachedAttr() (Attr, bool) {
 	ino.mu.Lock()
