@@ -193,13 +193,14 @@ func (f *File) Stat() (fs.FileInfo, error) {
 	if err != nil {
 		return nil, f.wrapErr("stat", err)
 	}
-	return newFileInfo(basename(f.name), st), nil
+	return newFileInfo(basename(f.name), &st), nil
 }
 
 // dirent is one name read from a directory.
 type dirent struct {
 	name string
 	typ  uint8
+	key  uint64 // for sortDirents
 }
 
 // readDir reads up to n entries (all when n <= 0) from the directory offset
@@ -209,7 +210,7 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 	if err := f.check(op); err != nil {
 		return nil, err
 	}
-	var out []dirent
+	out := make([]dirent, 0, 64)
 	if n > 0 {
 		out = make([]dirent, 0, min(n, 256))
 	}
@@ -241,9 +242,28 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 // above.
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	ds, err := f.readDir("readdirent", n)
+	ents, lerr := f.dirEntries(ds)
+	if lerr != nil {
+		return ents, lerr
+	}
+	if n > 0 && len(ents) == 0 && err == nil {
+		return nil, io.EOF
+	}
+	return ents, err
+}
+
+// dirEntries turns listed entries into DirEntries, all in one allocation.
+// An entry of unknown type is Lstat'ed for its type, as os does, and left
+// out if it is gone meanwhile.
+//
+// Errors: the first other Lstat error, with the entries before it.
+func (f *File) dirEntries(ds []dirent) ([]fs.DirEntry, error) {
+	dir := &listedDir{fs: f.fs, path: f.path}
+	all := make([]dirEntry, len(ds))
 	ents := make([]fs.DirEntry, 0, len(ds))
-	for _, d := range ds {
-		e := &dirEntry{fs: f.fs, dir: f.path, name: d.name, typ: typeMode(d.typ)}
+	for i, d := range ds {
+		e := &all[i]
+		*e = dirEntry{dir: dir, name: d.name, typ: typeMode(d.typ)}
 		if d.typ == vfs.DT_UNKNOWN {
 			fi, lerr := f.fs.Lstat(joinName(f.path, d.name))
 			if lerr != nil {
@@ -257,10 +277,7 @@ func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 		}
 		ents = append(ents, e)
 	}
-	if n > 0 && len(ents) == 0 && err == nil {
-		return nil, io.EOF
-	}
-	return ents, err
+	return ents, nil
 }
 
 // Readdirnames reads the directory's names in directory order, with the n

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -309,7 +310,7 @@ func (f *FS) stat(p, name string, follow bool) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, pathErr(op, name, err)
 	}
-	return newFileInfo(basename(name), st), nil
+	return newFileInfo(basename(name), &st), nil
 }
 
 // basename returns the last element of name, trailing slashes removed, as
@@ -342,17 +343,44 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	defer d.Close()
-	ents, err := d.ReadDir(-1)
-	slices.SortFunc(ents, func(a, b fs.DirEntry) int {
-		switch {
-		case a.Name() < b.Name():
-			return -1
-		case a.Name() > b.Name():
+	ds, err := d.readDir("readdirent", -1)
+	sortDirents(ds)
+	ents, lerr := d.dirEntries(ds)
+	if lerr != nil {
+		err = lerr
+	}
+	return ents, err
+}
+
+// sortDirents sorts entries by name. Comparisons go by the first eight
+// bytes of each name first (a name holds no NUL, so zero padding sorts a
+// shorter name first, as string comparison does), which settles most of
+// them with one integer comparison.
+func sortDirents(ds []dirent) {
+	for i := range ds {
+		ds[i].key = nameKey(ds[i].name)
+	}
+	slices.SortFunc(ds, func(a, b dirent) int {
+		if a.key != b.key {
+			if a.key < b.key {
+				return -1
+			}
 			return 1
 		}
-		return 0
+		return strings.Compare(a.name, b.name)
 	})
-	return ents, err
+}
+
+// nameKey packs the first eight bytes of name big-endian.
+func nameKey(name string) uint64 {
+	var k uint64
+	for i := 0; i < 8; i++ {
+		k <<= 8
+		if i < len(name) {
+			k |= uint64(name[i])
+		}
+	}
+	return k
 }
 
 // ReadFile returns the named file's contents (os.ReadFile).
