@@ -71,8 +71,9 @@
 //     ranges written back on Flush, Sync, lseek, truncation or past
 //     WritebackLimit; the client owns the size while data is dirty.
 //   - Directories are listed as Linux READDIRPLUS_AUTO does: READDIRPLUS
-//     for the first request of a listing or after a LOOKUP in the
-//     directory, plain READDIR otherwise, in requests growing to
+//     for the first request of a listing of a small directory (Linux: of
+//     any) or after a LOOKUP in the directory, plain READDIR otherwise,
+//     in requests growing to
 //     max_pages; entries the caller did not take wait for the next call.
 //   - RELEASE is sent in the background holding the inode (Linux
 //     fuse_file_put), so its FORGET follows it; Close and FlushForgets
