@@ -1261,7 +1261,21 @@ func decodeDirent(p []byte) (Dirent, int, error) {
 
 // decodeDirents decodes a READDIR reply.
 func decodeDirents(p []byte) ([]Dirent, error) {
+	// Count the records first, so that the result is allocated once (a
+	// large listing's reply holds thousands); decodeDirent checks them.
+	n := 0
+	for q := p; len(q) >= direntHeaderSize; n++ {
+		reclen := direntSize(int(binary.LittleEndian.Uint32(q[16:])))
+		if reclen > len(q) {
+			n++
+			break
+		}
+		q = q[reclen:]
+	}
 	var out []Dirent
+	if n > 0 {
+		out = make([]Dirent, 0, n)
+	}
 	for len(p) > 0 {
 		de, n, err := decodeDirent(p)
 		if err != nil {
