@@ -200,7 +200,6 @@ func (f *File) Stat() (fs.FileInfo, error) {
 type dirent struct {
 	name string
 	typ  uint8
-	key  uint64 // for sortDirents
 }
 
 // readDir reads up to n entries (all when n <= 0) from the directory offset
@@ -242,7 +241,7 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 // above.
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	ds, err := f.readDir("readdirent", n)
-	ents, lerr := f.dirEntries(ds)
+	ents, lerr := f.dirEntries(ds, nil)
 	if lerr != nil {
 		return ents, lerr
 	}
@@ -252,16 +251,21 @@ func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	return ents, err
 }
 
-// dirEntries turns listed entries into DirEntries, all in one allocation.
-// An entry of unknown type is Lstat'ed for its type, as os does, and left
-// out if it is gone meanwhile.
+// dirEntries turns listed entries into DirEntries, all in one allocation,
+// in the order of the indexes in order (nil: as listed). An entry of
+// unknown type is Lstat'ed for its type, as os does, and left out if it is
+// gone meanwhile.
 //
 // Errors: the first other Lstat error, with the entries before it.
-func (f *File) dirEntries(ds []dirent) ([]fs.DirEntry, error) {
+func (f *File) dirEntries(ds []dirent, order []int32) ([]fs.DirEntry, error) {
 	dir := &listedDir{fs: f.fs, path: f.path}
 	all := make([]dirEntry, len(ds))
 	ents := make([]fs.DirEntry, 0, len(ds))
-	for i, d := range ds {
+	for i := range ds {
+		d := ds[i]
+		if order != nil {
+			d = ds[order[i]]
+		}
 		e := &all[i]
 		*e = dirEntry{dir: dir, name: d.name, typ: typeMode(d.typ)}
 		if d.typ == vfs.DT_UNKNOWN {

@@ -2,6 +2,7 @@ package govirtiofs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -344,43 +345,72 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 	}
 	defer d.Close()
 	ds, err := d.readDir("readdirent", -1)
-	sortDirents(ds)
-	ents, lerr := d.dirEntries(ds)
+	ents, lerr := d.dirEntries(ds, sortedOrder(ds))
 	if lerr != nil {
 		err = lerr
 	}
 	return ents, err
 }
 
-// sortDirents sorts entries by name. Comparisons go by the first eight
-// bytes of each name first (a name holds no NUL, so zero padding sorts a
-// shorter name first, as string comparison does), which settles most of
-// them with one integer comparison.
-func sortDirents(ds []dirent) {
-	for i := range ds {
-		ds[i].key = nameKey(ds[i].name)
+// sortedOrder returns the indexes of ds in name order: an LSD radix sort
+// of the names' first eight bytes packed big-endian (a name holds no NUL,
+// so zero padding sorts a shorter name first, as string comparison does),
+// with a pass only for the bytes where the keys differ, then a comparison
+// sort of each run of equal keys (names longer than eight bytes sharing
+// those) by the whole name. It moves pointer-free records only, which
+// cost no GC write barriers; comparison sorting the entries themselves
+// cost the client more than reading a large listing.
+func sortedOrder(ds []dirent) []int32 {
+	type rec struct {
+		key uint64
+		i   int32
 	}
-	slices.SortFunc(ds, func(a, b dirent) int {
-		if a.key != b.key {
-			if a.key < b.key {
-				return -1
-			}
-			return 1
+	src, dst := make([]rec, len(ds)), make([]rec, len(ds))
+	for i := range ds {
+		src[i] = rec{nameKey(ds[i].name), int32(i)}
+	}
+	for shift := 0; shift < 64 && len(src) > 1; shift += 8 {
+		var count [256]int
+		for i := range src {
+			count[byte(src[i].key>>shift)]++
 		}
-		return strings.Compare(a.name, b.name)
-	})
+		if count[byte(src[0].key>>shift)] == len(src) {
+			continue // every key has this byte
+		}
+		pos := 0
+		for b, c := range count {
+			count[b] = pos
+			pos += c
+		}
+		for i := range src {
+			b := byte(src[i].key >> shift)
+			dst[count[b]] = src[i]
+			count[b]++
+		}
+		src, dst = dst, src
+	}
+	for i := 0; i < len(src); {
+		j := i + 1
+		for j < len(src) && src[j].key == src[i].key {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(src[i:j], func(a, b rec) int { return strings.Compare(ds[a.i].name, ds[b.i].name) })
+		}
+		i = j
+	}
+	order := make([]int32, len(src))
+	for i := range src {
+		order[i] = src[i].i
+	}
+	return order
 }
 
-// nameKey packs the first eight bytes of name big-endian.
+// nameKey packs the first eight bytes of name big-endian, zero-padded.
 func nameKey(name string) uint64 {
-	var k uint64
-	for i := 0; i < 8; i++ {
-		k <<= 8
-		if i < len(name) {
-			k |= uint64(name[i])
-		}
-	}
-	return k
+	var b [8]byte
+	copy(b[:], name)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // ReadFile returns the named file's contents (os.ReadFile).
