@@ -27,6 +27,20 @@ type Env struct {
 	Prefix string
 	// Set is the file set the run reads (SetDir).
 	Set string
+
+	small []string // smallName(Set, i) for every small file; see names
+}
+
+// names returns the small files' paths, built once per Env so that formatting names is not
+// part of any measured operation (for every client alike).
+func (e *Env) names() []string {
+	if len(e.small) != e.Sizes.SmallFiles {
+		e.small = make([]string, e.Sizes.SmallFiles)
+		for i := range e.small {
+			e.small[i] = smallName(e.Set, i)
+		}
+	}
+	return e.small
 }
 
 func (e *Env) scratch(format string, a ...any) string {
@@ -96,16 +110,16 @@ func WorkloadByName(name string) (Workload, bool) {
 }
 
 func statAll(ctx context.Context, fsys FS, env *Env) (float64, error) {
-	for i := range env.Sizes.SmallFiles {
+	for _, name := range env.names() {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		fi, err := fsys.Stat(smallName(env.Set, i))
+		fi, err := fsys.Stat(name)
 		if err != nil {
 			return 0, err
 		}
 		if fi.Size() != int64(env.Sizes.SmallFileSize) {
-			return 0, fmt.Errorf("stat %s: size %d, want %d", smallName(env.Set, i), fi.Size(), env.Sizes.SmallFileSize)
+			return 0, fmt.Errorf("stat %s: size %d, want %d", name, fi.Size(), env.Sizes.SmallFileSize)
 		}
 	}
 	return float64(env.Sizes.SmallFiles), nil
@@ -135,11 +149,11 @@ func readSmall(fsys FS, name string, buf []byte) error {
 
 func openReadClose(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	buf := make([]byte, env.Sizes.SmallFileSize+1) // one more: the read that sees EOF
-	for i := range env.Sizes.SmallFiles {
+	for _, name := range env.names() {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := readSmall(fsys, smallName(env.Set, i), buf); err != nil {
+		if err := readSmall(fsys, name, buf); err != nil {
 			return 0, err
 		}
 	}
@@ -264,11 +278,15 @@ func createOne(fsys FS, name string, data []byte) error {
 func createUnlink(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	data := make([]byte, env.Sizes.SmallFileSize)
 	fill(data, 9)
-	for i := range env.Sizes.CreateFiles {
+	names := make([]string, env.Sizes.CreateFiles)
+	for i := range names {
+		names[i] = env.scratch("c%05d", i)
+	}
+	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := createOne(fsys, env.scratch("c%05d", i), data); err != nil {
+		if err := createOne(fsys, name, data); err != nil {
 			return 0, err
 		}
 	}
@@ -280,6 +298,7 @@ func createUnlink(ctx context.Context, fsys FS, env *Env) (float64, error) {
 // goroutine's own), create+write+close+unlink of a file of the goroutine's own.
 func mixed(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	s := env.Sizes
+	env.names() // built before the goroutines share it
 	var ops atomic.Int64
 	errs := make([]error, s.MixedWorkers)
 	var wg sync.WaitGroup
@@ -310,6 +329,11 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 	small := make([]byte, s.SmallFileSize+1)
 	page := make([]byte, randomReadSize)
 	data := small[:s.SmallFileSize]
+	names := env.names()
+	created := make([]string, s.MixedOps)
+	for i := range created {
+		created[i] = env.scratch("m%d-%05d", g, i)
+	}
 	for i := range s.MixedOps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -317,11 +341,11 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 		file := (g*s.MixedOps + i*7) % s.SmallFiles
 		switch i % 4 {
 		case 0:
-			if _, err := fsys.Stat(smallName(env.Set, file)); err != nil {
+			if _, err := fsys.Stat(names[file]); err != nil {
 				return err
 			}
 		case 1:
-			if err := readSmall(fsys, smallName(env.Set, file), small); err != nil {
+			if err := readSmall(fsys, names[file], small); err != nil {
 				return err
 			}
 		case 2:
@@ -329,7 +353,7 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 				return fmt.Errorf("pread %s at %d: %d bytes: %v", bigName(env.Set), offs[i], n, err)
 			}
 		case 3:
-			if err := createOne(fsys, env.scratch("m%d-%05d", g, i), data); err != nil {
+			if err := createOne(fsys, created[i], data); err != nil {
 				return err
 			}
 		}
