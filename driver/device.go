@@ -109,6 +109,13 @@ type Device struct {
 
 	wg sync.WaitGroup // completion goroutines
 
+	// callbacks are the completed requests from Send, for the callback
+	// goroutine (runCallbacks), which closes cbDone once supervise has
+	// closed cbStop and none is left.
+	callbacks callbacks
+	cbStop    chan struct{} // immutable
+	cbDone    chan struct{} // immutable
+
 	// callMu's read side is held by every RoundTrip and SendHiprio for
 	// their whole duration (they return promptly once dead is closed);
 	// Close takes the write side before releasing the memory they use.
@@ -206,8 +213,11 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		closing:  make(chan struct{}),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		cbStop:   make(chan struct{}),
+		cbDone:   make(chan struct{}),
 		spin:     opts.Spin,
 	}
+	d.callbacks.kick = make(chan struct{}, 1)
 	if d.spin == 0 {
 		d.spin = DefaultSpin
 	}
@@ -265,6 +275,7 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		d.wg.Add(1)
 		go q.complete(b)
 	}
+	go d.runCallbacks()
 	go d.supervise()
 	log.Debug("virtio-fs device ready", "tag", tag, "features", fmt.Sprintf("%#x", features),
 		"request_queues", nreq, "queue_size", qsize, "max_pages", d.limits.MaxPages)
@@ -402,6 +413,9 @@ func (d *Device) supervise() {
 		q.vq.Close()
 		q.failAll(syscall.ENOTCONN, true)
 	}
+	// Every request is complete: run the last callbacks of Send.
+	close(d.cbStop)
+	<-d.cbDone
 }
 
 // drain waits until the device has given back every chain on every queue

@@ -34,6 +34,23 @@
 // waiter goroutine and the poller's nanosleep holding the only P, which
 // dominated a round trip.
 //
+// # Requests nobody waits for
+//
+// Send (fuse.AsyncSender) publishes a request and notifies the device at
+// once, for a request whose reply nobody waits for (fuse's RELEASE, sent in
+// the background as Linux fuse_file_put does). Nobody spins for it: its
+// reply is harvested, and checked as RoundTrip checks one, by whoever polls
+// the queue next, usually the caller's next request spinning for its own;
+// while only such requests are in flight the completion goroutine
+// sleep-polls (asyncPoll, 1 ms). The device's callback goroutine then copies
+// the reply out, returns the buffers and calls the request's done, holding
+// no lock: done may take the FUSE client's locks and send requests, which
+// it must not do inside another caller's RoundTrip. Close waits (bounded)
+// for their replies; a dead device completes them with ENOTCONN. Before
+// Send, fuse sent RELEASE from a goroutine that spun for the reply, which
+// in a one-vCPU guest competed with the caller's next request (a LOOKUP
+// overlapping a RELEASE took about twice as long).
+//
 // Each used entry is taken by exactly one goroutine (virtio.Queue.Pop), and
 // a request is completed once, under its queue's lock, whichever goroutine
 // found it; a parked caller is woken by that completion.
@@ -119,6 +136,8 @@
 //	  queue.stopMu (read side held while polling a used ring)
 //	    virtio.Queue's lock (Pop), then queue.mu (finish), pool.mu
 //	    (release): taken one after another, never nested
+//	      callbacks.mu (inside queue.mu, when a request from Send
+//	      completes)
 //
 // No lock is held across a blocking wait except callMu's read side.
 package driver

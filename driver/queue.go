@@ -5,9 +5,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/govirtiofs/govirtiofs/virtio"
 )
+
+// asyncPoll is how long a completion goroutine sleeps between polls while
+// the only chains in flight are requests nobody waits for (from Send).
+const asyncPoll = time.Millisecond
 
 // queue is one virtqueue of the device with the requests in flight on it.
 //
@@ -27,6 +32,9 @@ type queue struct {
 	// goroutine to look at them again.
 	spinners atomic.Int32
 	inflight atomic.Int32
+	// async counts the pending requests from Send, which nobody waits
+	// for; inflight counts them too.
+	async atomic.Int32
 	// kick (capacity 1) wakes the completion goroutine when it may have
 	// to take over the polling.
 	kick chan struct{}
@@ -74,6 +82,9 @@ func (q *queue) linkLocked(r *request) {
 	}
 	q.head = r
 	q.inflight.Add(1)
+	if r.cb != nil {
+		q.async.Add(1)
+	}
 }
 
 // unlinkLocked takes r off the pending list and reports whether it was on it.
@@ -94,17 +105,23 @@ func (q *queue) unlinkLocked(r *request) bool {
 	}
 	r.prev, r.next = nil, nil
 	q.inflight.Add(-1)
+	if r.cb != nil {
+		q.async.Add(-1)
+	}
 	return true
 }
 
-// abort undoes add for a request whose chain was never published.
-func (q *queue) abort(r *request) {
+// abort undoes add for a request whose chain was never published. It
+// reports whether r was completed meanwhile (by failAll).
+func (q *queue) abort(r *request) (completed bool) {
 	q.mu.Lock()
+	completed = r.done.Load()
 	ok := q.unlinkLocked(r)
 	q.mu.Unlock()
 	if ok {
 		r.release()
 	}
+	return completed
 }
 
 // wake tells the completion goroutine to look at the queue again.
@@ -179,13 +196,18 @@ func (q *queue) lookUsed(n int) bool {
 }
 
 // complete is the queue's completion goroutine. While chains are in flight
-// and no caller spins for its reply (callers that stopped spinning park,
-// SendHiprio never waits, a caller whose context ended left), it polls the
-// used ring paced by b; otherwise it sleeps until kicked, so that it does
-// not compete with spinning callers for the processor. It returns once the
-// device is stopped or the used ring is corrupt.
+// that a parked caller waits for (callers that stopped spinning park, a
+// caller whose context ended left) and no caller spins for its reply, it
+// polls the used ring paced by b. While the only chains in flight are
+// requests from Send, which nobody waits for, it sleeps
+// asyncPoll between polls: their replies are not latency-critical, and a
+// caller's next request harvests them anyway. Otherwise it sleeps until
+// kicked, so that it does not compete with spinning callers for the
+// processor. It returns once the device is stopped or the used ring is
+// corrupt.
 func (q *queue) complete(b virtio.Backoff) {
 	defer q.d.wg.Done()
+	var timer *time.Timer
 	for {
 		found, ok := q.poll()
 		if !ok {
@@ -195,7 +217,8 @@ func (q *queue) complete(b virtio.Backoff) {
 			b.Reset()
 			continue
 		}
-		if q.spinners.Load() > 0 || q.inflight.Load() == 0 {
+		inflight := q.inflight.Load()
+		if q.spinners.Load() > 0 || inflight == 0 {
 			select {
 			case <-q.kick:
 				b.Reset()
@@ -203,6 +226,20 @@ func (q *queue) complete(b virtio.Backoff) {
 			case <-q.d.stop:
 				return
 			}
+		}
+		if inflight == q.async.Load() {
+			if timer == nil {
+				timer = time.NewTimer(asyncPoll)
+			} else {
+				timer.Reset(asyncPoll)
+			}
+			select {
+			case <-q.kick:
+			case <-timer.C:
+			case <-q.d.stop:
+				return
+			}
+			continue
 		}
 		select {
 		case <-q.d.stop:

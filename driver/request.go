@@ -13,9 +13,10 @@ import (
 )
 
 // request is one FUSE request in flight. Its DMA buffers have two owners,
-// the waiting caller and the device; refs counts those still holding them
-// and the last to let go returns the buffers to the pool, and the request
-// itself to requestPool.
+// the waiting caller and the device (and for a request from Send a third,
+// its callback); refs counts those still holding them and the last to let
+// go returns the buffers to the pool, and the request itself to
+// requestPool.
 type request struct {
 	q      *queue           // set by newRequest
 	bufs   [2]virtio.Buffer // the request (device-readable) and the reply (device-writable; zero for hiprio), cut to length
@@ -30,8 +31,14 @@ type request struct {
 	n    int
 	err  error
 
+	// For a request from Send, immutable while it is in flight: the
+	// callback, and where its reply goes. cb is nil for the others.
+	cb    func(n int, err error)
+	cbOut [][]byte
+
 	// Guarded by q.mu.
 	wake       chan struct{} // made by a caller that parks; closed with done
+	cbNext     *request      // guarded by Device.callbacks.mu: the callback list
 	pending    bool          // the device holds the chain: on q's pending list
 	prev, next *request      // q's pending list
 }
@@ -56,6 +63,9 @@ func (r *request) completeLocked(n int, err error) {
 	r.done.Store(true)
 	if r.wake != nil {
 		close(r.wake)
+	}
+	if r.cb != nil {
+		r.q.d.callbacks.add(r) // run by the callback goroutine
 	}
 }
 
@@ -168,7 +178,8 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 
 // submit publishes r's chain on its queue and notifies the device if it
 // asks for it. The device's hold on r starts here. On failure both holds
-// are let go: r is gone.
+// are let go: r is gone. For a request from Send, submit returns nil if
+// the queue failed r while it waited for room: r's callback has the error.
 func (d *Device) submit(ctx context.Context, r *request) error {
 	q := r.q
 	if err := q.add(r); err != nil {
@@ -180,9 +191,17 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 	if r.bufs[1].Bytes == nil {
 		writable = nil
 	}
+	// A request from Send may be completed and recycled as soon as
+	// its chain is published.
+	op, unique := r.op, r.unique
+	async := r.cb != nil
 	notify, err := q.vq.Add(ctx, readable, writable, r)
 	if err != nil {
-		q.abort(r)
+		if q.abort(r) && async {
+			// failAll completed r while Add waited for room (the
+			// device died): its callback reports that.
+			return nil
+		}
 		r.release()
 		return mapErr(err)
 	}
@@ -190,7 +209,7 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		if err := d.t.Notify(q.index); err != nil {
 			// The chain is published; if the device is gone,
 			// supervise fails the request.
-			d.log.Warn("virtio-fs: notify failed", "queue", q.index, "opcode", r.op, "unique", r.unique, "err", err)
+			d.log.Warn("virtio-fs: notify failed", "queue", q.index, "opcode", op, "unique", unique, "err", err)
 		}
 	}
 	return nil
@@ -214,24 +233,14 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	defer d.exit()
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	outLen := totalLen(out)
-	if outLen < fuseOutHeaderLen {
-		return 0, syscall.EINVAL
-	}
-	q := d.reqs[int(d.next.Add(1))%len(d.reqs)]
-	r, err := d.newRequest(ctx, q, in, outLen)
+	r, err := d.prepare(ctx, in, totalLen(out))
 	if err != nil {
 		return 0, err
 	}
-	if r.op == fuseDestroy {
-		d.drainHiprio(ctx)
-	}
-	if err := d.submit(ctx, r); err != nil {
+	if err := d.publish(ctx, r); err != nil {
 		return 0, err
 	}
+	q := r.q
 	// The completion goroutine, unless already polling for others, stays
 	// asleep while this caller polls.
 	q.startSpinning()
@@ -248,6 +257,76 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// prepare checks a request with an outLen-byte reply, takes a request
+// queue round-robin and a request for it: what RoundTrip and Send share
+// before the request goes out with publish.
+//
+// Preconditions: the caller is inside enter/exit.
+func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int) (*request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if outLen < fuseOutHeaderLen {
+		return nil, syscall.EINVAL
+	}
+	q := d.reqs[int(d.next.Add(1))%len(d.reqs)]
+	return d.newRequest(ctx, q, in, outLen)
+}
+
+// publish sends r from prepare: after the FORGETs sent before it if it is
+// a DESTROY. On failure r is gone.
+func (d *Device) publish(ctx context.Context, r *request) error {
+	if r.op == fuseDestroy {
+		d.drainHiprio(ctx)
+	}
+	return d.submit(ctx, r)
+}
+
+// Send implements fuse.AsyncSender.Send, as Linux fuse_simple_background
+// hands a request to virtio_fs_wake_pending_and_unlock without waiting:
+// the request goes out as in RoundTrip, Send returns once its chain is
+// published and the device notified, and nobody spins for the reply.
+// Whoever polls the queue next (a caller spinning for its own reply, or
+// the queue's completion goroutine, which sleep-polls every asyncPoll while
+// only such requests are in flight) harvests the reply and checks it as
+// RoundTrip does; the device's callback goroutine then copies it into out,
+// returns the buffers to the pool and calls done(n, err), with n and err
+// as RoundTrip would have returned them. A device that dies or is closed
+// completes them with ENOTCONN (Close first waits, bounded, for their
+// replies).
+//
+// done is called exactly once if Send returns nil, never otherwise. It runs
+// on the device's callback goroutine, one at a time and holding no lock of
+// the driver or of Send's caller; it may call the Device's methods other
+// than Close. out must not be touched until done is called.
+//
+// Errors: as RoundTrip, for a request that never went out.
+func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, err error)) error {
+	if done == nil {
+		return syscall.EINVAL
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.exit()
+	r, err := d.prepare(ctx, in, totalLen(out))
+	if err != nil {
+		return err
+	}
+	// Set before the chain is published: whoever harvests the reply
+	// hands r to the callback goroutine.
+	r.cb, r.cbOut = done, out
+	r.refs.Add(1) // the callback's hold, let go by r.callback
+	q := r.q
+	if err := d.publish(ctx, r); err != nil {
+		r.release() // the callback's: it never runs
+		return err
+	}
+	r.release() // Send's own
+	q.wake() // nobody spins for it: the completion goroutine sleep-polls
+	return nil
 }
 
 // Spin loop pacing. Under TCG (the guest this driver runs in) a
