@@ -325,7 +325,7 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 		return err
 	}
 	r.release() // Send's own
-	q.wake() // nobody spins for it: the completion goroutine sleep-polls
+	q.wake()    // nobody spins for it: the completion goroutine sleep-polls
 	return nil
 }
 

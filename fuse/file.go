@@ -563,23 +563,28 @@ func (f *fileHandle) Release(ctx context.Context) {
 	fs.mu.Unlock()
 	fs.releases.add()
 	if wait {
-		f.sendRelease(ctx, in, held)
+		var err error
+		if f.dir {
+			err = fs.conn.Releasedir(ctx, ino.nodeid, in)
+		} else {
+			err = fs.conn.Release(ctx, ino.nodeid, in)
+		}
+		f.releaseDone(err, held)
 		return
 	}
-	go f.sendRelease(ctx, in, held)
+	op := OpRelease
+	if f.dir {
+		op = OpReleasedir
+	}
+	fs.conn.releaseBackground(ctx, op, ino.nodeid, in, func(err error) { f.releaseDone(err, held) })
 }
 
-// sendRelease sends the RELEASE of Release and drops the inode reference
-// it held.
-func (f *fileHandle) sendRelease(ctx context.Context, in ReleaseIn, held bool) {
+// releaseDone ends the RELEASE of Release: it logs a failure and drops the
+// inode reference the RELEASE held. For a background RELEASE it runs on
+// the Sender's goroutine, holding no lock.
+func (f *fileHandle) releaseDone(err error, held bool) {
 	fs, ino := f.fs, f.ino
 	defer fs.releases.done()
-	var err error
-	if f.dir {
-		err = fs.conn.Releasedir(ctx, ino.nodeid, in)
-	} else {
-		err = fs.conn.Release(ctx, ino.nodeid, in)
-	}
 	if err != nil && err != syscall.ENOTCONN {
 		fs.log.Warn("fuse: RELEASE failed", "nodeid", ino.nodeid, "fh", f.fh, "err", err)
 	}

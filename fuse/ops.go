@@ -308,6 +308,15 @@ func (c *Conn) Releasedir(ctx context.Context, nodeid uint64, in ReleaseIn) erro
 	return c.callEmpty(ctx, r)
 }
 
+// releaseBackground sends RELEASE or RELEASEDIR (op) as Release and
+// Releasedir do, without waiting for the reply (Linux fuse_file_put's
+// fuse_simple_background): done gets what they would have returned.
+func (c *Conn) releaseBackground(ctx context.Context, op Opcode, nodeid uint64, in ReleaseIn, done func(error)) {
+	r := c.newRequest(op, nodeid, releaseInSize, 0)
+	in.encode(r.args())
+	c.background(ctx, r, done)
+}
+
 func (c *Conn) fsyncOp(ctx context.Context, op Opcode, nodeid, fh uint64, flags uint32) error {
 	r := c.newRequest(op, nodeid, fsyncInSize, 0)
 	(&fsyncIn{Fh: fh, FsyncFlags: flags}).encode(r.args())

@@ -42,3 +42,79 @@ type Limits struct {
 	// MaxPages bounds the data of one READ or WRITE to MaxPages*4096 bytes.
 	MaxPages int
 }
+
+// AsyncSender is a Sender that can also send a request whose reply nobody
+// waits for, as Linux fuse_simple_background does (RELEASE from
+// fuse_file_put). The client uses Send, when its Sender implements it, for
+// RELEASE and RELEASEDIR instead of a goroutine that waits in RoundTrip:
+// in a guest with one processor that goroutine competes with the caller's
+// next request. driver.Device implements it.
+type AsyncSender interface {
+	Sender
+
+	// Send sends one request as RoundTrip does and returns once it is
+	// queued. The reply is written into out as by RoundTrip, and then
+	// done is called with what RoundTrip would have returned (n and nil,
+	// or 0 and an error, ENOTCONN if the device goes away first). done is
+	// called exactly once if Send returns nil, never if it returns an
+	// error. It runs on a goroutine of the Sender, holding no lock of the
+	// caller's, and may call the Sender's methods. in may be reused once
+	// Send returns; out must not be touched until done is called.
+	//
+	// Errors: as RoundTrip, for a request that was not sent.
+	Send(ctx context.Context, in, out [][]byte, done func(n int, err error)) error
+}
+
+// background sends r, whose reply carries no payload, without waiting for
+// the reply (Linux fuse_simple_background) and calls done once with what
+// callEmpty would have returned: through the Sender's Send when it is an
+// AsyncSender, from a goroutine of its own otherwise. done may run before
+// background returns.
+func (c *Conn) background(ctx context.Context, r *request, done func(error)) {
+	as, ok := c.s.(AsyncSender)
+	if !ok {
+		go func() { done(c.callEmpty(ctx, r)) }()
+		return
+	}
+	if err := c.ready(r.op); err != nil {
+		done(err)
+		return
+	}
+	unique := c.nextUnique()
+	if err := c.fillHeader(ctx, r, unique); err != nil {
+		done(err)
+		return
+	}
+	err := as.Send(ctx, r.in(), r.outVec(), func(n int, err error) {
+		if err == nil {
+			err = c.checkEmptyReply(r, unique, n)
+		}
+		done(err)
+	})
+	if err != nil {
+		done(err)
+	}
+}
+
+// checkEmptyReply validates the n-byte reply in r.out to a request whose
+// reply carries no payload, as roundTrip and callEmpty validate one: a
+// fuse_out_header alone whose len is n and whose unique is the request's,
+// and an errno in 1..4095 or none. The server's errno is returned as a
+// syscall.Errno; a violation is EIO with a log line.
+func (c *Conn) checkEmptyReply(r *request, unique uint64, n int) error {
+	if n != outHeaderSize || len(r.out) < outHeaderSize {
+		return c.invalid(r.op, unique, badReply("%d bytes, want a fuse_out_header alone", n))
+	}
+	h, _ := decodeOutHeader(r.out)
+	if int(h.Len) != n {
+		return c.invalid(r.op, unique, badReply("out.len %d but %d bytes written", h.Len, n))
+	}
+	if h.Unique != unique {
+		return c.invalid(r.op, unique, badReply("reply unique %d", h.Unique))
+	}
+	errno, ok := replyErrno(h.Error)
+	if !ok {
+		return c.invalid(r.op, unique, badReply("invalid error %d", h.Error))
+	}
+	return errno
+}
