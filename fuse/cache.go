@@ -99,8 +99,8 @@ func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 	}
 }
 
-// readaheadPages is the initial read-ahead window of a file in pages:
-// max_readahead, bounded by max_pages.
+// readaheadPages is the initial read-ahead window of a sequential stream
+// in pages: max_readahead, bounded by max_pages.
 func (fs *Filesystem) readaheadPages() int {
 	ra := int(fs.params.MaxReadahead)
 	if ra <= 0 {
@@ -112,34 +112,61 @@ func (fs *Filesystem) readaheadPages() int {
 // streamMin is the smallest read that CacheAuto reads past the cache.
 const streamMin = 128 << 10
 
-// readahead is a file's read-ahead state (Linux struct file_ra_state): a
-// miss at the offset where the previous READ for the cache ended doubles
-// the window, up to max_pages; any other miss starts again from
-// readaheadPages. Races between concurrent readers of one file only cost
-// a window size, so the fields are plain atomics.
+// readahead is the read-ahead state of one open file (Linux struct
+// file_ra_state), which tells a sequential reader from a random one as
+// Linux ondemand_readahead does:
+//
+//   - a miss where the previous read-ahead window ended continues the
+//     stream: the window doubles, up to max_pages;
+//   - a miss at the start of the file, or in the page where the caller's
+//     previous read ended or the one after it, starts a stream with the
+//     initial window (readaheadPages);
+//   - any other miss is a random read: it fetches only the pages asked
+//     for and leaves the window alone.
+//
+// Races between concurrent readers of one file only cost a window size,
+// so the fields are plain atomics.
 type readahead struct {
-	next  atomic.Int64 // offset just past the last READ for the cache
-	pages atomic.Int32 // the window in pages; 0 until the first READ
+	next  atomic.Int64 // offset just past the last read-ahead window
+	pages atomic.Int32 // the last window in pages; 0 before the first
+	// prev is 1 + the offset just past the caller's last read through
+	// the cache, hit or miss; 0 before the first (Linux prev_pos).
+	prev atomic.Int64
 }
 
 // window returns how many pages a READ for the cache at page idx may
-// fetch, and records the READ's end for the next call.
-func (ra *readahead) window(fs *Filesystem, idx int64) int {
+// fetch for a read that wants pages from idx on (at most max_pages), and
+// whether the READ is a read-ahead window, whose end the caller records
+// in next.
+func (ra *readahead) window(fs *Filesystem, idx int64, want int) (pages int, stream bool) {
+	maxPages := fs.params.MaxPages
+	want = min(want, maxPages)
 	w := int(ra.pages.Load())
-	if w == 0 || ra.next.Load() != idx*pageSize {
+	switch prev := ra.prev.Load(); {
+	case w > 0 && ra.next.Load() == idx*pageSize:
+		w = min(2*w, maxPages)
+	case idx == 0 || prev > 0 && idx-(prev-1)/pageSize <= 1 && idx >= (prev-1)/pageSize:
 		w = fs.readaheadPages()
-	} else {
-		w = min(2*w, fs.params.MaxPages)
+	default:
+		return want, false // random: just what was asked
 	}
 	ra.pages.Store(int32(w))
-	return w
+	return max(w, want), true
+}
+
+// done records that the caller's read ended at end.
+func (ra *readahead) done(end int64) {
+	if ra.prev.Load() != end+1 {
+		ra.prev.Store(end + 1)
+	}
 }
 
 // readCached reads through the page cache (Linux filemap_read with
 // fuse_readahead): cached pages are copied; a miss sends one READ for the
 // missing page and the following uncached ones, as many as the caller
-// wants or the read-ahead window allows (at most max_pages), caches the
-// reply buffer itself as pages and copies from it. In CacheAuto a miss at
+// wants or, for a sequential reader, the read-ahead window allows (at
+// most max_pages; see readahead), caches the reply buffer itself as pages
+// and copies from it. A random miss reads only the pages asked for. In CacheAuto a miss at
 // a page boundary with at least streamMin bytes wanted reads straight
 // into dst without caching: the next open drops the data anyway, and a
 // streaming reader does not come back to it. Dirty data (writeback) is
@@ -204,7 +231,7 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 		}
 		gen := ino.cache.gen
 		want := (po + len(dst) - done + pageSize - 1) / pageSize
-		npages := min(max(want, f.ra.window(fs, idx)), fs.params.MaxPages)
+		npages, stream := f.ra.window(fs, idx, want)
 		for i := 1; i < npages; i++ {
 			if _, ok := ino.cache.pages[idx+int64(i)]; ok {
 				npages = i
@@ -219,7 +246,9 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			}
 		}
 		ino.mu.Unlock()
-		f.ra.next.Store((idx + int64(npages)) * pageSize)
+		if stream {
+			f.ra.next.Store((idx + int64(npages)) * pageSize)
+		}
 
 		if rctx == nil {
 			rctx = f.ctx(ctx)
@@ -250,5 +279,7 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			break // end of file
 		}
 	}
-	return ino.overlayDirty(dst, off, done), nil
+	n := ino.overlayDirty(dst, off, done)
+	f.ra.done(off + int64(n))
+	return n, nil
 }
