@@ -60,7 +60,11 @@ func qemuArgs(cfg *VMConfig, sockets []string, tscKHz int) ([]string, error) {
 		id := fmt.Sprintf("vfs%d", i)
 		args = append(args,
 			"-chardev", "socket,id="+id+",path="+qemuOptEscape(sockets[i]),
-			"-device", fsDev+",chardev="+id+",tag="+qemuOptEscape(sh.Tag))
+			// queue-size: QEMU's default of 128 bounds the kernel's max_pages to 124
+			// (one descriptor per page); 1024 (VIRTQUEUE_MAX_SIZE) lets it reach 256,
+			// as govirtiofs does over any queue size. Every device gets it, so the
+			// kernel's virtiofs and govirtiofs are compared on equal devices.
+			"-device", fsDev+",chardev="+id+",tag="+qemuOptEscape(sh.Tag)+",queue-size=1024")
 	}
 	for i, sh := range cfg.NineP {
 		id := fmt.Sprintf("p9%d", i)

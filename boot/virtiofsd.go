@@ -39,8 +39,8 @@ type VirtiofsdConfig struct {
 	Log *slog.Logger
 }
 
-// VirtiofsdArgs returns virtiofsd's arguments for cfg: --socket-path, -o source, -o cache, the
-// flags, then cfg.Args. The directory is escaped for virtiofsd's -o parser (libfuse's fuse_opt),
+// VirtiofsdArgs returns virtiofsd's arguments for cfg: --socket-path, -o source, -o cache,
+// --thread-pool-size=0, the flags, then cfg.Args (a later --thread-pool-size there wins). The directory is escaped for virtiofsd's -o parser (libfuse's fuse_opt),
 // which splits an option list at commas and reads a backslash as an escape: without it a
 // directory whose name holds a comma would be cut short.
 func VirtiofsdArgs(cfg VirtiofsdConfig) []string {
@@ -48,7 +48,12 @@ func VirtiofsdArgs(cfg VirtiofsdConfig) []string {
 	if cache == "" {
 		cache = "auto"
 	}
-	args := []string{"--socket-path=" + cfg.Socket, "-o", "source=" + escapeFuseOpt(cfg.Dir), "-o", "cache=" + cache}
+	args := []string{"--socket-path=" + cfg.Socket, "-o", "source=" + escapeFuseOpt(cfg.Dir), "-o", "cache=" + cache,
+		// Serve each queue's requests on the queue's own thread. Debian's virtiofsd 7.2
+		// defaults to this already; said explicitly because a pool (a nonzero size) adds a
+		// hand-off per request, and its new worker threads are killed by virtiofsd's own
+		// seccomp filter (SIGSYS on sched_getaffinity) once requests overlap.
+		"--thread-pool-size=0"}
 	if cfg.AnnounceSubmounts {
 		args = append(args, "-o", "announce_submounts")
 	}

@@ -16,11 +16,11 @@ func TestVirtiofsdArgs(t *testing.T) {
 		cfg  VirtiofsdConfig
 		want []string
 	}{
-		{"default", VirtiofsdConfig{Socket: "S", Dir: "D"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto"}},
-		{"none", VirtiofsdConfig{Socket: "S", Dir: "D", Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none"}},
-		{"all", VirtiofsdConfig{Socket: "S", Dir: "D", Cache: "always", AnnounceSubmounts: true, Xattr: true, Args: []string{"--thread-pool-size=0"}},
-			[]string{"--socket-path=S", "-o", "source=D", "-o", "cache=always", "-o", "announce_submounts", "-o", "xattr", "--thread-pool-size=0"}},
-		{"comma and backslash escaped", VirtiofsdConfig{Socket: "S", Dir: `/t/a,b\c`}, []string{"--socket-path=S", "-o", `source=/t/a\,b\\c`, "-o", "cache=auto"}},
+		{"default", VirtiofsdConfig{Socket: "S", Dir: "D"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto", "--thread-pool-size=0"}},
+		{"none", VirtiofsdConfig{Socket: "S", Dir: "D", Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none", "--thread-pool-size=0"}},
+		{"all", VirtiofsdConfig{Socket: "S", Dir: "D", Cache: "always", AnnounceSubmounts: true, Xattr: true, Args: []string{"--thread-pool-size=4"}},
+			[]string{"--socket-path=S", "-o", "source=D", "-o", "cache=always", "--thread-pool-size=0", "-o", "announce_submounts", "-o", "xattr", "--thread-pool-size=4"}},
+		{"comma and backslash escaped", VirtiofsdConfig{Socket: "S", Dir: `/t/a,b\c`}, []string{"--socket-path=S", "-o", `source=/t/a\,b\\c`, "-o", "cache=auto", "--thread-pool-size=0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,7 +26,6 @@ const (
 	defaultQueueSize     = 256
 	defaultRequestQueues = 1
 	fuseMaxMaxPages      = 256 // FUSE_MAX_MAX_PAGES
-	fuseHeaderOverhead   = 4   // FUSE_HEADER_OVERHEAD in Linux virtio_fs.c
 	resetTimeout         = time.Second
 	drainTimeout         = time.Second
 	// INDIRECT_DESC is not accepted: every request is a chain of two
@@ -239,13 +238,15 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 	}
 	d.hiprio, d.reqs = queues[0], queues[1:]
 
-	d.limits = fuse.Limits{MaxPages: min(fuseMaxMaxPages, qsize-fuseHeaderOverhead, mem.MaxAlloc()/pageSize-1)}
+	// Not bounded by the queue size: a request is two descriptors
+	// whatever its size (see the package comment).
+	d.limits = fuse.Limits{MaxPages: min(fuseMaxMaxPages, mem.MaxAlloc()/pageSize-1)}
 	if d.limits.MaxPages < 1 {
 		for _, q := range queues {
 			q.vq.Close()
 		}
 		reset(ctx, t)
-		return nil, fmt.Errorf("queue size %d and largest DMA allocation %d leave no room for a page of data: %w", qsize, mem.MaxAlloc(), syscall.EINVAL)
+		return nil, fmt.Errorf("largest DMA allocation %d leaves no room for a page of data: %w", mem.MaxAlloc(), syscall.EINVAL)
 	}
 	d.maxBuf = (d.limits.MaxPages + 1) * pageSize
 	d.pool = newPool(mem, d.maxBuf)

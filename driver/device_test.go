@@ -127,17 +127,16 @@ func TestNew(t *testing.T) {
 		wantQueues   int // request queues
 		wantPages    int
 	}{
-		{"defaults", virtiotest.Config{}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
-		{"event idx when asked", virtiotest.Config{}, Options{EventIdx: true}, virtio.FeatureVersion1 | virtio.FeatureEventIdx, "myfs", 1, 124},
-		{"only version 1", virtiotest.Config{Features: virtio.FeatureVersion1}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
-		{"never indirect, access platform or packed", virtiotest.Config{Features: all}, Options{}, virtio.FeatureVersion1, "myfs", 1, 124},
-		{"full-length tag", virtiotest.Config{DeviceConfig: virtiotest.FSConfig("abcdefghijklmnopqrstuvwxyz0123456789", 1)}, Options{}, virtio.FeatureVersion1, "abcdefghijklmnopqrstuvwxyz0123456789", 1, 124},
-		{"request queues capped by device", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 2)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 124},
-		{"request queues capped by transport", virtiotest.Config{NumQueues: 3, DeviceConfig: virtiotest.FSConfig("q", 9)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 124},
-		{"request queues default 1", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 4)}, Options{}, virtio.FeatureVersion1, "q", 1, 124},
+		{"defaults", virtiotest.Config{}, Options{}, virtio.FeatureVersion1, "myfs", 1, 256},
+		{"event idx when asked", virtiotest.Config{}, Options{EventIdx: true}, virtio.FeatureVersion1 | virtio.FeatureEventIdx, "myfs", 1, 256},
+		{"only version 1", virtiotest.Config{Features: virtio.FeatureVersion1}, Options{}, virtio.FeatureVersion1, "myfs", 1, 256},
+		{"never indirect, access platform or packed", virtiotest.Config{Features: all}, Options{}, virtio.FeatureVersion1, "myfs", 1, 256},
+		{"full-length tag", virtiotest.Config{DeviceConfig: virtiotest.FSConfig("abcdefghijklmnopqrstuvwxyz0123456789", 1)}, Options{}, virtio.FeatureVersion1, "abcdefghijklmnopqrstuvwxyz0123456789", 1, 256},
+		{"request queues capped by device", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 2)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 256},
+		{"request queues capped by transport", virtiotest.Config{NumQueues: 3, DeviceConfig: virtiotest.FSConfig("q", 9)}, Options{RequestQueues: 8}, virtio.FeatureVersion1, "q", 2, 256},
+		{"request queues default 1", virtiotest.Config{NumQueues: 5, DeviceConfig: virtiotest.FSConfig("q", 4)}, Options{}, virtio.FeatureVersion1, "q", 1, 256},
 		{"big queues: FUSE_MAX_MAX_PAGES", virtiotest.Config{MaxQueueSize: 1024}, Options{QueueSize: 1024}, virtio.FeatureVersion1, "myfs", 1, 256},
-		{"default queue size 256", virtiotest.Config{MaxQueueSize: 1024}, Options{}, virtio.FeatureVersion1, "myfs", 1, 252},
-		{"queue size rounded to a power of two", virtiotest.Config{MaxQueueSize: 100}, Options{}, virtio.FeatureVersion1, "myfs", 1, 60},
+		{"max_pages not bounded by the queue size", virtiotest.Config{MaxQueueSize: 4}, Options{}, virtio.FeatureVersion1, "myfs", 1, 256},
 		{"small memory", virtiotest.Config{MemorySize: 256 << 10}, Options{}, virtio.FeatureVersion1, "myfs", 1, 63},
 	}
 	for _, tt := range tests {
@@ -181,7 +180,7 @@ func TestNewErrors(t *testing.T) {
 		{"no request queues in config", virtiotest.Config{DeviceConfig: virtiotest.FSConfig("x", 0)}, syscall.EINVAL},
 		{"one queue only", virtiotest.Config{NumQueues: 1}, syscall.EINVAL},
 		{"short config", virtiotest.Config{DeviceConfig: []byte("short")}, syscall.EINVAL},
-		{"tiny queues", virtiotest.Config{MaxQueueSize: 4}, syscall.EINVAL},
+		{"queues of one descriptor", virtiotest.Config{MaxQueueSize: 1}, syscall.EINVAL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

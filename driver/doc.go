@@ -83,16 +83,18 @@
 // bounded by Memory.MaxAlloc, not by the number of descriptors. Limits()
 // MaxPages is
 //
-//	min(256, queueSize-4, MaxAlloc/4096 - 1)
+//	min(256, MaxAlloc/4096 - 1)
 //
-// 256 is FUSE_MAX_MAX_PAGES. queueSize-4 is the bound Linux virtio_fs.c puts
-// on max_pages (virtqueue size minus FUSE_HEADER_OVERHEAD, because the kernel
-// maps each page to a descriptor); it is kept so the FUSE client sees the
-// same limit as the kernel driver on the same device. MaxAlloc/4096 - 1
-// leaves one page for the headers of the largest request (a WRITE carries
-// fuse_in_header + fuse_write_in = 80 bytes before its data) or reply (a READ
-// reply carries fuse_out_header). Requests and replies may each be up to
-// (MaxPages+1)*4096 bytes; larger ones fail with E2BIG.
+// 256 is FUSE_MAX_MAX_PAGES. MaxAlloc/4096 - 1 leaves one page for the
+// headers of the largest request (a WRITE carries fuse_in_header +
+// fuse_write_in = 80 bytes before its data) or reply (a READ reply carries
+// fuse_out_header). Requests and replies may each be up to
+// (MaxPages+1)*4096 bytes; larger ones fail with E2BIG; the pool's top size
+// class is exactly that size, so a max_pages READ or WRITE reuses a cached
+// buffer. Linux virtio_fs.c also bounds max_pages by the queue size minus
+// FUSE_HEADER_OVERHEAD (4), because it maps each page to a descriptor;
+// that bound does not apply here (with QEMU's default vhost-user-fs-pci
+// queue of 128 it held a READ or WRITE to 496 KiB instead of 1 MiB).
 //
 // # Failure
 //

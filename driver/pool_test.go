@@ -20,14 +20,15 @@ func (m *countingMemory) Alloc(size, align int) (virtio.Buffer, error) {
 
 // TestPoolTopClass: buffers of the class holding the pool's largest size,
 // whose power of two is past it, are p.max bytes and cached like the
-// others, so that the largest requests (max_pages READs) do not allocate
-// from the Memory every time.
+// others, so that the largest requests (a max_pages READ's reply, a
+// max_pages WRITE: a header and 256 pages) do not allocate from the Memory
+// every time.
 func TestPoolTopClass(t *testing.T) {
-	const maxBuf = 125 * 4096 // max_pages 124 over a 128-entry queue, plus a page
+	const maxBuf = 257 * 4096 // max_pages 256, plus a page
 	mem := &countingMemory{Arena: virtio.NewArena(make([]byte, 8<<20), 1<<20)}
 	p := newPool(mem, maxBuf)
 	ctx := context.Background()
-	for _, n := range []int{maxBuf, maxBuf - 100, 300 << 10, maxBuf} {
+	for _, n := range []int{maxBuf, 256*4096 + fuseOutHeaderLen, 256*4096 + 80, 1<<20 + 1, maxBuf} {
 		var bufs []virtio.Buffer
 		for range 3 {
 			b, err := p.get(ctx, n, nil)

@@ -48,7 +48,8 @@ func TestRoundTrip(t *testing.T) {
 		{"no indirect", virtiotest.Config{Features: virtio.FeatureVersion1}, []byte("hello"), []int{64}},
 		{"scattered reply", virtiotest.Config{}, bytes.Repeat([]byte("abcdefg"), 100), []int{fuseOutHeaderLen, 3, 500, 4096}},
 		{"reply truncated to out", virtiotest.Config{}, bytes.Repeat([]byte("x"), 1000), []int{fuseOutHeaderLen + 10}},
-		{"largest request", virtiotest.Config{}, make([]byte, 125*4096-fuseInHeaderLen), []int{125 * 4096}},
+		{"largest request", virtiotest.Config{}, make([]byte, 257*4096-fuseInHeaderLen), []int{257 * 4096}},
+		{"largest request, queue of 4", virtiotest.Config{MaxQueueSize: 4}, make([]byte, 257*4096-fuseInHeaderLen), []int{257 * 4096}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
