@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/govirtiofs/govirtiofs/vfs"
@@ -1235,54 +1236,86 @@ func (de *Dirent) encode(b []byte) int {
 // NUL; unlike Linux, a record that runs past the reply is an error, not
 // the end of the listing, since a well-formed reply holds whole records.
 func decodeDirent(p []byte) (Dirent, int, error) {
+	de, name, reclen, err := decodeDirentName(p)
+	if err != nil {
+		return Dirent{}, 0, err
+	}
+	de.Name = string(name)
+	return de, reclen, nil
+}
+
+// decodeDirentName is decodeDirent with the name left in p, unconverted.
+func decodeDirentName(p []byte) (Dirent, []byte, int, error) {
 	if len(p) < direntHeaderSize {
-		return Dirent{}, 0, badReply("dirent: %d trailing bytes, shorter than a header", len(p))
+		return Dirent{}, nil, 0, badReply("dirent: %d trailing bytes, shorter than a header", len(p))
 	}
 	d := dec{b: p}
 	de := Dirent{Ino: d.u64(), Off: d.u64()}
 	namelen := d.u32()
 	de.Type = d.u32()
 	if namelen == 0 || namelen > NameMax {
-		return Dirent{}, 0, badReply("dirent: invalid namelen %d", namelen)
+		return Dirent{}, nil, 0, badReply("dirent: invalid namelen %d", namelen)
 	}
 	reclen := direntSize(int(namelen))
 	if reclen > len(p) {
-		return Dirent{}, 0, badReply("dirent: record of %d bytes runs past the %d left", reclen, len(p))
+		return Dirent{}, nil, 0, badReply("dirent: record of %d bytes runs past the %d left", reclen, len(p))
 	}
 	name := p[direntHeaderSize : direntHeaderSize+int(namelen)]
 	for _, c := range name {
 		if c == '/' || c == 0 {
-			return Dirent{}, 0, badReply("dirent: name %q contains '/' or NUL", name)
+			return Dirent{}, nil, 0, badReply("dirent: name %q contains '/' or NUL", name)
 		}
 	}
-	de.Name = string(name)
-	return de, reclen, nil
+	return de, name, reclen, nil
 }
 
-// decodeDirents decodes a READDIR reply.
+// decodeDirents decodes a READDIR reply. The names share one string (one
+// allocation for the reply instead of one per name; a 5000-entry listing
+// made 5000): holding any of them holds the reply's names, no more than
+// the reply itself.
 func decodeDirents(p []byte) ([]Dirent, error) {
-	// Count the records first, so that the result is allocated once (a
-	// large listing's reply holds thousands); decodeDirent checks them.
-	n := 0
+	// Count the records and their name bytes first, so that the result
+	// and the names are allocated once each (a large listing's reply
+	// holds thousands); decodeDirentName checks them.
+	n, nameBytes := 0, 0
 	for q := p; len(q) >= direntHeaderSize; n++ {
-		reclen := direntSize(int(binary.LittleEndian.Uint32(q[16:])))
+		namelen := int(binary.LittleEndian.Uint32(q[16:]))
+		reclen := direntSize(namelen)
 		if reclen > len(q) {
 			n++
 			break
 		}
+		nameBytes += namelen
 		q = q[reclen:]
 	}
-	var out []Dirent
-	if n > 0 {
-		out = make([]Dirent, 0, n)
+	if n == 0 {
+		if len(p) > 0 {
+			_, _, _, err := decodeDirentName(p)
+			return nil, err
+		}
+		return nil, nil
 	}
-	for len(p) > 0 {
-		de, n, err := decodeDirent(p)
+	out := make([]Dirent, 0, n)
+	var names strings.Builder
+	names.Grow(nameBytes)
+	for q := p; len(q) > 0; {
+		de, name, reclen, err := decodeDirentName(q)
 		if err != nil {
 			return nil, err
 		}
+		names.Write(name)
 		out = append(out, de)
-		p = p[n:]
+		q = q[reclen:]
+	}
+	// names.String does not copy; the records are valid now, so their
+	// name lengths can be read back without checks.
+	all := names.String()
+	at := 0
+	for i := range out {
+		namelen := int(binary.LittleEndian.Uint32(p[16:]))
+		out[i].Name = all[at : at+namelen]
+		at += namelen
+		p = p[direntSize(namelen):]
 	}
 	return out, nil
 }
