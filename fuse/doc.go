@@ -62,7 +62,8 @@
 //   - File data (cache.go) is cached in 4 KiB pages unless CacheNone or
 //     FOPEN_DIRECT_IO; the READ reply buffer itself becomes the pages. A
 //     sequential miss doubles the handle's read-ahead window up to
-//     max_pages (Linux file_ra_state); in CacheAuto a read of 128 KiB or
+//     max_pages (Linux file_ra_state), a random miss reads only the
+//     pages asked for (Linux ondemand_readahead); in CacheAuto a read of 128 KiB or
 //     more at a page boundary goes straight into the caller's buffer,
 //     uncached, since the next open drops it anyway. CacheAuto drops the pages on open without FOPEN_KEEP_CACHE and
 //     when GETATTR shows a new size or mtime; CacheAlways keeps them.
