@@ -85,6 +85,9 @@ func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 			break // a full reply says nothing about the page after it
 		}
 		end := min(start+pageSize, n)
+		if c.pages == nil {
+			c.pages = make(map[int64][]byte) // not made by newInode
+		}
 		c.pages[idx+int64(i)] = buf[start:end:end]
 		if end-start < pageSize {
 			if c.eof >= 0 && c.eof != idx+int64(i) {
@@ -142,10 +145,12 @@ func (ra *readahead) window(fs *Filesystem, idx int64, want int) (pages int, str
 	maxPages := fs.params.MaxPages
 	want = min(want, maxPages)
 	w := int(ra.pages.Load())
-	switch prev := ra.prev.Load(); {
+	prev := ra.prev.Load()
+	prevIdx := (prev - 1) / pageSize // the page holding the previous read's end
+	switch {
 	case w > 0 && ra.next.Load() == idx*pageSize:
 		w = min(2*w, maxPages)
-	case idx == 0 || prev > 0 && idx-(prev-1)/pageSize <= 1 && idx >= (prev-1)/pageSize:
+	case idx == 0 || prev > 0 && (idx == prevIdx || idx == prevIdx+1):
 		w = fs.readaheadPages()
 	default:
 		return want, false // random: just what was asked
@@ -166,11 +171,11 @@ func (ra *readahead) done(end int64) {
 // missing page and the following uncached ones, as many as the caller
 // wants or, for a sequential reader, the read-ahead window allows (at
 // most max_pages; see readahead), caches the reply buffer itself as pages
-// and copies from it. A random miss reads only the pages asked for. In CacheAuto a miss at
-// a page boundary with at least streamMin bytes wanted reads straight
-// into dst without caching: the next open drops the data anyway, and a
-// streaming reader does not come back to it. Dirty data (writeback) is
-// laid over the result.
+// and copies from it; a random miss reads only the pages asked for. In
+// CacheAuto a miss at a page boundary with at least streamMin bytes
+// wanted reads straight into dst without caching: the next open drops the
+// data anyway, and a streaming reader does not come back to it. Dirty
+// data (writeback) is laid over the result.
 func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off int64) (int, error) {
 	fs := ino.fs
 	var rctx context.Context // ctx with f's credentials, made on the first miss

@@ -66,7 +66,7 @@ func (fs *Filesystem) newFile(ino *inode, creds *vfs.Credentials, flags int, out
 
 // ctx returns a context whose requests carry the opener's credentials.
 func (f *fileHandle) ctx(ctx context.Context) context.Context {
-	return WithCreds(ctx, Creds{UID: f.creds.UID, GID: f.creds.GID, PID: pid})
+	return withCreds(ctx, &f.creds) // f.creds never changes: no copy to box
 }
 
 // writeback reports whether writes to f are buffered.

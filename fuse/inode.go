@@ -66,8 +66,14 @@ func (fs *Filesystem) newInode(nodeid, gen uint64, a *Attr, valid time.Duration)
 	if v := fs.attrValid(valid); v > 0 {
 		ino.attrDeadline = fs.now().Add(v)
 	}
-	ino.cache.init()
-	ino.wb.init()
+	// Only a regular file has pages: the maps cost two allocations, which
+	// every other inode (and every inode without writeback, or before its
+	// first read) does without. fillLocked makes the page map on first use.
+	ino.cache.eof = -1
+	ino.wb.size = -1
+	if fs.writeback && ino.ftype == ModeReg {
+		ino.wb.init()
+	}
 	return ino
 }
 
