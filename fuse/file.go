@@ -207,6 +207,13 @@ func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending
 func (f *fileHandle) writeThrough(ctx context.Context, src []byte, off int64, appending bool) (int, error) {
 	ino := f.ino
 	size, count := splitIO(len(src), int(f.fs.params.MaxWrite))
+	if count == 1 {
+		// One WRITE: no slices of results nor closures to allocate.
+		f.fs.writes.Add(1)
+		n, err := f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off), Flags: uint32(f.flags)}, src)
+		f.wroteThrough(src, off, n, true)
+		return n, err
+	}
 	chunk := func(i int) []byte { return src[i*size : min((i+1)*size, len(src))] }
 	write := func(i int) (int, error) {
 		f.fs.writes.Add(1)
@@ -240,6 +247,15 @@ func (f *fileHandle) writeThrough(ctx context.Context, src []byte, off int64, ap
 			break
 		}
 	}
+	f.wroteThrough(src, off, done, complete)
+	return done, err
+}
+
+// wroteThrough updates the page cache after writeThrough wrote done bytes
+// of src at off; complete is false if a WRITE after a short or failed one
+// may have landed.
+func (f *fileHandle) wroteThrough(src []byte, off int64, done int, complete bool) {
+	ino := f.ino
 	ino.mu.Lock()
 	switch {
 	case f.direct || !complete:
@@ -248,7 +264,6 @@ func (f *fileHandle) writeThrough(ctx context.Context, src []byte, off int64, ap
 		ino.cache.writeLocked(off, src[:done])
 	}
 	ino.mu.Unlock()
-	return done, err
 }
 
 // Seek implements vfs.FileDescriptionImpl.Seek (Linux fuse_file_llseek
