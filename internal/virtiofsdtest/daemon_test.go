@@ -16,11 +16,11 @@ func TestArgs(t *testing.T) {
 		opts Options
 		want []string
 	}{
-		{"default", "D", Options{}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto"}},
-		{"none", "D", Options{Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none"}},
+		{"default", "D", Options{}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=auto", "--thread-pool-size=0"}},
+		{"none", "D", Options{Cache: "none"}, []string{"--socket-path=S", "-o", "source=D", "-o", "cache=none", "--thread-pool-size=0"}},
 		{"all", "D", Options{Cache: "always", AnnounceSubmounts: true, Xattr: true, ExtraArgs: []string{"-o", "log_level=debug"}},
-			[]string{"--socket-path=S", "-o", "source=D", "-o", "cache=always", "-o", "announce_submounts", "-o", "xattr", "-o", "log_level=debug"}},
-		{"comma and backslash escaped", `/t/a,b\c`, Options{}, []string{"--socket-path=S", "-o", `source=/t/a\,b\\c`, "-o", "cache=auto"}},
+			[]string{"--socket-path=S", "-o", "source=D", "-o", "cache=always", "--thread-pool-size=0", "-o", "announce_submounts", "-o", "xattr", "-o", "log_level=debug"}},
+		{"comma and backslash escaped", `/t/a,b\c`, Options{}, []string{"--socket-path=S", "-o", `source=/t/a\,b\\c`, "-o", "cache=auto", "--thread-pool-size=0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
