@@ -73,6 +73,17 @@ type Options struct {
 	// completion goroutine; 0 means DefaultSpin, a negative value means
 	// never (always park).
 	Spin time.Duration
+	// RequestTimeout is how long a request (RoundTrip or Send) may go
+	// without a reply before the device is taken for dead, as Linux 6.14's
+	// FUSE request timeouts (fs/fuse max_request_timeout) abort the
+	// connection: every waiter, every pending Send's done and every later
+	// call get ENOTCONN, as when the transport loses the device. QEMU does
+	// not tell a PCI or MMIO guest that virtiofsd died (no NEEDS_RESET),
+	// so without it a request to a dead daemon waits forever. 0 means no
+	// timeout. A request is found late by at most about a quarter of the
+	// timeout plus a poll: the check piggybacks on polls that look at the
+	// clock anyway (see checkTimeout), with no timer per request.
+	RequestTimeout time.Duration
 }
 
 // DefaultSpin is Options.Spin's default. A GETATTR through virtiofsd takes
@@ -96,6 +107,8 @@ type Device struct {
 	maxBuf   int              // immutable: the largest request or reply
 	window   []byte           // immutable: the DAX window, or nil
 	spin     time.Duration    // immutable: Options.Spin resolved; <= 0: never spin
+	timeout  time.Duration    // immutable: Options.RequestTimeout; <= 0: none
+	epoch    time.Time        // immutable: the origin of queue.nextCheck
 
 	next atomic.Uint32 // round-robin request queue choice
 
@@ -105,6 +118,8 @@ type Device struct {
 	closeOnce sync.Once
 	stop      chan struct{} // immutable; closed when the completion goroutines are to exit
 	stopped   chan struct{} // immutable; closed when the teardown after dead is done
+	hung      chan struct{} // immutable; closed when a request outlived the timeout
+	hungOnce  sync.Once
 
 	wg sync.WaitGroup // completion goroutines
 
@@ -215,6 +230,9 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		cbStop:   make(chan struct{}),
 		cbDone:   make(chan struct{}),
 		spin:     opts.Spin,
+		timeout:  opts.RequestTimeout,
+		epoch:    time.Now(),
+		hung:     make(chan struct{}),
 	}
 	d.callbacks.kick = make(chan struct{}, 1)
 	if d.spin == 0 {
@@ -383,18 +401,21 @@ func (d *Device) Window() []byte { return d.window }
 // Close was called.
 func (d *Device) Done() <-chan struct{} { return d.dead }
 
-// supervise waits for the transport to lose its device or for Close, then
+// supervise waits for the transport to lose its device, for a request to
+// outlive Options.RequestTimeout, or for Close, then
 // tears the queues down: fail later calls and waiters with ENOTCONN, on
 // Close wait (bounded) for the device to give back every chain, stop the
 // completion goroutines, reset the device, wake goroutines waiting for
 // room in a full queue, and let go of the device's hold on request buffers.
 func (d *Device) supervise() {
 	defer close(d.stopped)
-	gone := false
+	gone, hung := false, false
 	select {
 	case <-d.t.Done():
 		gone = true
 		d.log.Error("virtio-fs device gone", "tag", d.tag)
+	case <-d.hung:
+		gone, hung = true, true // logged by hang
 	case <-d.closing:
 	}
 	d.deadOnce.Do(func() { close(d.dead) })
@@ -408,11 +429,20 @@ func (d *Device) supervise() {
 		q.stopPolling()
 	}
 	// Reset so that the device no longer uses the rings and buffers
-	// (section 2.4). A device that is gone refuses; it uses nothing.
-	d.t.SetStatus(0)
+	// (section 2.4). A device that is gone refuses; it uses nothing. Not
+	// a device that hangs: resetting it can hang too (QEMU waits for a
+	// vhost-user back end to answer GET_VRING_BASE), and this teardown
+	// must not; the transport's Close resets it. The rings go back to a
+	// memory nothing allocates from any more (every call fails from here
+	// on), and the buffers of chains it holds stay reserved.
+	if !hung {
+		d.t.SetStatus(0)
+	}
 	for _, q := range queues {
 		q.vq.Close()
-		q.failAll(syscall.ENOTCONN, true)
+		// A device that hangs may not honour the reset: the chains it
+		// holds keep their buffers, as after a cancel.
+		q.failAll(syscall.ENOTCONN, !hung)
 	}
 	// Every request is complete: run the last callbacks of Send.
 	close(d.cbStop)
@@ -469,6 +499,17 @@ func (d *Device) Close() error {
 	d.closed = true
 	d.pool.close()
 	return d.t.Close()
+}
+
+// hang takes the device for dead because r, pending for at least age, had
+// no reply within Options.RequestTimeout: supervise then tears it down as
+// when the transport loses the device.
+func (d *Device) hang(op uint32, unique uint64, age time.Duration) {
+	d.hungOnce.Do(func() {
+		d.log.Error("virtio-fs: no reply within the request timeout; taking the device for dead",
+			"tag", d.tag, "opcode", op, "unique", unique, "age", age.Round(time.Millisecond), "timeout", d.timeout)
+		close(d.hung)
+	})
 }
 
 // enter starts a call; it fails with ENOTCONN once the device is dead.

@@ -106,6 +106,16 @@
 // closes, the device is reset and every waiter, including those waiting for
 // room in a full queue, and every later call get ENOTCONN.
 //
+// QEMU does not tell a PCI or MMIO guest that virtiofsd died (it sets no
+// NEEDS_RESET), so a request to a dead daemon would wait forever. With
+// Options.RequestTimeout, as Linux 6.14's FUSE request timeouts
+// (fuse_check_timeout), a request pending that long without a reply takes
+// the device for dead in the same way (logged with its opcode, unique and
+// age), except that the chains the device still holds keep their buffers:
+// a device that hangs may yet write them. There is no timer per request:
+// pollers that read the clock anyway check the oldest pending request of
+// their queue, at most every eighth of the timeout (see checkTimeout).
+//
 // # Close
 //
 // Close fails waiting and later calls with ENOTCONN, then, before the

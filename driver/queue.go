@@ -48,10 +48,14 @@ type queue struct {
 	stopMu  sync.RWMutex
 	stopped bool // guarded by stopMu
 
+	// nextCheck is when (since Device.epoch) checkTimeout is due next;
+	// whoever looks at the clock while polling and finds it due runs it.
+	nextCheck atomic.Int64
+
 	// mu guards the fields below and the pending fields of requests.
-	mu     sync.Mutex
-	head   *request // the pending requests, a doubly linked list
-	broken error    // non-nil once the used ring was corrupt, or the device is gone
+	mu         sync.Mutex
+	head, tail *request // the pending requests, a doubly linked list, oldest first
+	broken     error    // non-nil once the used ring was corrupt, or the device is gone
 }
 
 func newQueue(d *Device, index int, vq *virtio.Queue) *queue {
@@ -76,11 +80,14 @@ func (q *queue) add(r *request) error {
 // Preconditions: q.mu is held; r is not pending.
 func (q *queue) linkLocked(r *request) {
 	r.pending = true
-	r.prev, r.next = nil, q.head
-	if q.head != nil {
-		q.head.prev = r
+	r.seen = 0
+	r.prev, r.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.next = r
+	} else {
+		q.head = r
 	}
-	q.head = r
+	q.tail = r
 	q.inflight.Add(1)
 	if r.cb != nil {
 		q.async.Add(1)
@@ -102,6 +109,8 @@ func (q *queue) unlinkLocked(r *request) bool {
 	}
 	if r.next != nil {
 		r.next.prev = r.prev
+	} else {
+		q.tail = r.prev
 	}
 	r.prev, r.next = nil, nil
 	q.inflight.Add(-1)
@@ -195,6 +204,74 @@ func (q *queue) lookUsed(n int) bool {
 	return false
 }
 
+// Request timeout checks (Options.RequestTimeout). No timer per request
+// and no clock read per request: pollers that read the clock anyway (a
+// spinning caller every spinCheckEvery polls, the completion goroutine
+// every timeoutPolls idle polls and at each asyncPoll wake-up) call
+// maybeCheckTimeout, which runs checkTimeout at most once per
+// checkInterval per queue.
+const (
+	// timeoutPolls is how many idle polls the completion goroutine makes
+	// between looks at the clock for the timeout check: with
+	// virtio.Backoff's 50 µs sleeps, a few milliseconds.
+	timeoutPolls = 64
+	// maxCheckInterval bounds checkInterval for long timeouts.
+	maxCheckInterval = time.Second
+)
+
+// checkInterval is how often a queue's pending requests are checked
+// against timeout: an eighth of it, at most maxCheckInterval. A request is
+// stamped by the first check that sees it and taken for hung by the first
+// check at least timeout after that, so it is found between timeout and
+// timeout + 2 intervals (plus a poll) after it went out.
+func checkInterval(timeout time.Duration) time.Duration {
+	return max(min(timeout/8, maxCheckInterval), time.Microsecond)
+}
+
+// maybeCheckTimeout runs checkTimeout if the request timeout is set and a
+// check is due at now.
+func (q *queue) maybeCheckTimeout(now time.Time) {
+	d := q.d
+	if d.timeout <= 0 || q.index == hiprioQueue {
+		return
+	}
+	t := now.Sub(d.epoch)
+	next := q.nextCheck.Load()
+	if int64(t) < next || !q.nextCheck.CompareAndSwap(next, int64(t+checkInterval(d.timeout))) {
+		return // not due, or another poller took this check
+	}
+	q.checkTimeout(t)
+}
+
+// checkTimeout stamps the requests that went out since the last check
+// with t (since Device.epoch) and takes the device for dead if the oldest
+// pending request was stamped at least the timeout before t. The pending
+// list is in order of submission, so the unstamped ones are at its tail
+// and the oldest is its head. Requests whose waiter gave up (context
+// ended) count too: their chains are still the device's, and a device
+// that never gives them back is as hung as one that does not reply.
+//
+// As Linux fuse_check_timeout (fs/fuse/dev.c, 6.14), which looks at the
+// oldest request of each list from a periodic work item.
+func (q *queue) checkTimeout(t time.Duration) {
+	q.mu.Lock()
+	if q.broken != nil {
+		q.mu.Unlock()
+		return
+	}
+	for r := q.tail; r != nil && r.seen == 0; r = r.prev {
+		r.seen = t + 1
+	}
+	r := q.head
+	if r == nil || t-(r.seen-1) < q.d.timeout {
+		q.mu.Unlock()
+		return
+	}
+	op, unique, age := r.op, r.unique, t-(r.seen-1)
+	q.mu.Unlock()
+	q.d.hang(op, unique, age)
+}
+
 // complete is the queue's completion goroutine. While chains are in flight
 // that a parked caller waits for (callers that stopped spinning park, a
 // caller whose context ended left) and no caller spins for its reply, it
@@ -208,6 +285,7 @@ func (q *queue) lookUsed(n int) bool {
 func (q *queue) complete(b virtio.Backoff) {
 	defer q.d.wg.Done()
 	var timer *time.Timer
+	idle := 0
 	for {
 		found, ok := q.poll()
 		if !ok {
@@ -215,7 +293,11 @@ func (q *queue) complete(b virtio.Backoff) {
 		}
 		if found {
 			b.Reset()
+			idle = 0
 			continue
+		}
+		if idle++; idle%timeoutPolls == 0 && q.d.timeout > 0 {
+			q.maybeCheckTimeout(time.Now())
 		}
 		inflight := q.inflight.Load()
 		if q.spinners.Load() > 0 || inflight == 0 {
@@ -236,6 +318,9 @@ func (q *queue) complete(b virtio.Backoff) {
 			select {
 			case <-q.kick:
 			case <-timer.C:
+				if q.d.timeout > 0 {
+					q.maybeCheckTimeout(time.Now())
+				}
 			case <-q.d.stop:
 				return
 			}

@@ -40,6 +40,7 @@ type request struct {
 	wake       chan struct{} // made by a caller that parks; closed with done
 	cbNext     *request      // guarded by Device.callbacks.mu: the callback list
 	pending    bool          // the device holds the chain: on q's pending list
+	seen       time.Duration // when checkTimeout first saw r pending, since Device.epoch, plus 1; 0 until then
 	prev, next *request      // q's pending list
 }
 
@@ -382,7 +383,9 @@ func (d *Device) wait(ctx context.Context, r *request) error {
 					return d.leave(r, syscall.ENOTCONN)
 				default:
 				}
-				if now := time.Now(); start.IsZero() {
+				now := time.Now()
+				q.maybeCheckTimeout(now)
+				if start.IsZero() {
 					start = now
 				} else if now.Sub(start) >= d.spin {
 					break
