@@ -28,9 +28,10 @@ func Dial(ctx context.Context, socketPath string, opts Options) (*FS, error) {
 		return nil, fmt.Errorf("govirtiofs: dial %s: %w", socketPath, err)
 	}
 	dev, err := driver.New(ctx, t, driver.Options{
-		RequestQueues: opts.RequestQueues,
-		QueueSize:     opts.QueueSize,
-		Logger:        opts.logger(),
+		RequestQueues:  opts.RequestQueues,
+		QueueSize:      opts.QueueSize,
+		Logger:         opts.logger(),
+		RequestTimeout: opts.requestTimeout(),
 	})
 	if err != nil {
 		t.Close()

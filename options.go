@@ -3,6 +3,7 @@ package govirtiofs
 import (
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // CacheMode selects how long the client trusts what it has cached about
@@ -157,6 +158,28 @@ type Options struct {
 	// hugepages in a guest (rounded up to 2 MiB); 0 means 64 MiB on the
 	// host and 16 MiB in a guest.
 	MemorySize int
+
+	// RequestTimeout is how long a request may go without a reply before
+	// the device is taken for dead and every operation fails with ENOTCONN
+	// (as Linux 6.14's fuse max_request_timeout): QEMU does not tell the
+	// guest when virtiofsd dies, and without it a request waits forever.
+	// 0 means DefaultRequestTimeout; negative means none.
+	RequestTimeout time.Duration
+}
+
+// DefaultRequestTimeout is Options.RequestTimeout's default: long enough
+// for a slow fsync of a big file or a large write-back on a busy host, short
+// enough that a dead virtiofsd does not hang a program for good.
+const DefaultRequestTimeout = time.Minute
+
+func (o *Options) requestTimeout() time.Duration {
+	switch {
+	case o.RequestTimeout == 0:
+		return DefaultRequestTimeout
+	case o.RequestTimeout < 0:
+		return 0 // the driver's "none"
+	}
+	return o.RequestTimeout
 }
 
 // discardLogger is the Logger used when Options.Logger is nil.
