@@ -45,6 +45,10 @@ type File interface {
 	io.ReaderAt
 	io.Writer
 	io.Closer
+	// Stat returns the open file's attributes (fstat, os.File.Stat).
+	//
+	// Errors: *fs.PathError.
+	Stat() (fs.FileInfo, error)
 }
 
 // OS is an [FS] over package os, rooted at a directory: a kernel client's mount point in the

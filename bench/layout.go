@@ -28,6 +28,8 @@ type Sizes struct {
 	// MixedWorkers goroutines do MixedOps operations each in the mixed workload.
 	MixedWorkers int `json:"mixed_workers"`
 	MixedOps     int `json:"mixed_ops"`
+	// RoundTrips is the number of fstat calls of the getattr workload.
+	RoundTrips int `json:"round_trips"`
 }
 
 // DefaultSizes are the sizes of the full benchmark.
@@ -37,6 +39,7 @@ func DefaultSizes() Sizes {
 		BigFileSize: 64 << 20, IOSize: 1 << 20, RandomReads: 4096,
 		DirEntries: 5000, CreateFiles: 500,
 		MixedWorkers: 4, MixedOps: 500,
+		RoundTrips: 2000,
 	}
 }
 
@@ -47,6 +50,7 @@ func QuickSizes() Sizes {
 		BigFileSize: 4 << 20, IOSize: 1 << 20, RandomReads: 256,
 		DirEntries: 300, CreateFiles: 50,
 		MixedWorkers: 4, MixedOps: 50,
+		RoundTrips: 2000,
 	}
 }
 
@@ -67,6 +71,8 @@ func (s Sizes) Validate() error {
 		return errors.New("bench: RandomReads, DirEntries and CreateFiles must be positive")
 	case s.MixedWorkers <= 0 || s.MixedOps <= 0:
 		return errors.New("bench: MixedWorkers and MixedOps must be positive")
+	case s.RoundTrips <= 0:
+		return errors.New("bench: RoundTrips must be positive")
 	}
 	return nil
 }
@@ -114,17 +120,23 @@ func fill(b []byte, seed uint64) {
 
 // Prepare lays out dir for rounds rounds of the workloads at sizes s: a file set per round and
 // workload (SetDir) with what the workload uses, and an empty scratch/. A directory already
-// prepared with the same sizes and rounds is kept as it is, except that scratch/ is emptied.
+// prepared with the same sizes, rounds and workloads is kept as it is, except that scratch/ is
+// emptied.
 //
 // Errors: invalid sizes, or the first failing file operation.
 func Prepare(dir string, s Sizes, rounds int) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	var names []string // a new workload needs file sets of its own
+	for _, w := range Workloads() {
+		names = append(names, w.Name)
+	}
 	want, err := json.Marshal(struct {
-		Sizes  Sizes `json:"sizes"`
-		Rounds int   `json:"rounds"`
-	}{s, rounds})
+		Sizes     Sizes    `json:"sizes"`
+		Rounds    int      `json:"rounds"`
+		Workloads []string `json:"workloads"`
+	}{s, rounds, names})
 	if err != nil {
 		return err
 	}

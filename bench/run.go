@@ -49,6 +49,11 @@ type Record struct {
 	Samples []float64 `json:"samples,omitempty"`
 	// Err is set instead of Value when the measurement failed.
 	Err string `json:"error,omitempty"`
+	// P50 and P90 are the median and 90th percentile of the latency of one operation, in
+	// microseconds, for a workload that times each operation (getattr); in a median Record, the
+	// medians of the rounds' figures. 0 otherwise.
+	P50 float64 `json:"p50_us,omitempty"`
+	P90 float64 `json:"p90_us,omitempty"`
 }
 
 // RunConfig configures [Run].
@@ -99,6 +104,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 					rec.Err = err.Error()
 				} else {
 					rec.Value = v
+					if len(env.Latencies) > 0 {
+						rec.P50 = micros(Percentile(env.Latencies, 0.5))
+						rec.P90 = micros(Percentile(env.Latencies, 0.9))
+					}
 				}
 				if cfg.Emit != nil {
 					cfg.Emit(rec)
@@ -106,6 +115,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				if cfg.Progress != nil {
 					if err != nil {
 						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s FAILED: %v", r, last, w.Name, c.Name, err))
+					} else if rec.P50 > 0 {
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v; p50 %.1f us, p90 %.1f us)", r, last, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond), rec.P50, rec.P90))
 					} else {
 						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v)", r, last, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond)))
 					}
@@ -133,6 +144,7 @@ func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Rec
 			return 0, 0, fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	env.Latencies = nil // the warm-up's are not the measurement's
 	done := func() {}
 	if timed != nil {
 		done = timed(rec)
@@ -166,3 +178,6 @@ func rate(count float64, d time.Duration, unit string) float64 {
 	}
 	return count / s
 }
+
+// micros returns d in microseconds.
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Units of a [Record].
@@ -27,6 +30,10 @@ type Env struct {
 	Prefix string
 	// Set is the file set the run reads (SetDir).
 	Set string
+	// Latencies are set by a workload that times each of its operations (getattr): the
+	// per-operation latencies of its last pass. [Run] clears them before the timed pass and
+	// reports their p50 and p90 in the Record.
+	Latencies []time.Duration
 
 	small []string // smallName(Set, i) for every small file; see names
 }
@@ -53,7 +60,8 @@ type Workload struct {
 	Name string
 	// Unit is [UnitOps], [UnitMBs] or [UnitEntries].
 	Unit string
-	// Kind is "metadata", "data" or "mixed": which targets the workload is judged by.
+	// Kind is "metadata", "data", "mixed" or "roundtrip": which targets the workload is judged
+	// by ("roundtrip": the guest's round trip against host-vhostuser's, see [Targets]).
 	Kind string
 	// Uses says which parts of its file set the workload reads.
 	Uses Uses
@@ -96,6 +104,9 @@ func Workloads() []Workload {
 			Desc: "create, write 4 KiB, close, unlink"},
 		{Name: "mixed", Uses: UsesSmall | UsesBig, Unit: UnitOps, Kind: "mixed", Run: mixed,
 			Desc: "MixedWorkers goroutines cycling stat, open+read+close, 4 KiB pread, create+write+close+unlink"},
+		{Name: "getattr", Uses: UsesSmall, Unit: UnitOps, Kind: "roundtrip", Run: getattr,
+			Desc: "fstat of one open small file, RoundTrips times, each timed (p50 and p90 per operation); " +
+				"on a cache-none govirtiofs FS each is one GETATTR round trip to virtiofsd, a kernel client answers from its cache as it sees fit"},
 	}
 }
 
@@ -360,4 +371,48 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 		ops.Add(1)
 	}
 	return big.Close()
+}
+
+// getattr opens a small file and stats it RoundTrips times through the open file (fstat), timing
+// each Stat into env.Latencies. Through govirtiofs with CacheNone every File.Stat is one GETATTR
+// round trip, so the guest and the host can be compared on the round trip alone, without the
+// path walks and allocations that make a stat-cold operation cost far more client CPU under TCG.
+func getattr(ctx context.Context, fsys FS, env *Env) (float64, error) {
+	name := env.names()[0]
+	f, err := fsys.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	lat := make([]time.Duration, env.Sizes.RoundTrips)
+	want := int64(env.Sizes.SmallFileSize)
+	for i := range lat {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		t0 := time.Now()
+		fi, err := f.Stat()
+		lat[i] = time.Since(t0)
+		if err != nil {
+			return 0, err
+		}
+		if fi.Size() != want {
+			return 0, fmt.Errorf("fstat %s: size %d, want %d", name, fi.Size(), want)
+		}
+	}
+	env.Latencies = lat
+	return float64(len(lat)), f.Close()
+}
+
+// Percentile returns the p-th percentile (0 < p <= 1, nearest rank) of lat, or 0 for none.
+func Percentile(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tinySizes keeps the workloads fast in tests.
@@ -16,6 +18,7 @@ func tinySizes() Sizes {
 		BigFileSize: 5*4096 + 123, IOSize: 1000, RandomReads: 9,
 		DirEntries: 11, CreateFiles: 3,
 		MixedWorkers: 3, MixedOps: 6,
+		RoundTrips: 5,
 	}
 }
 
@@ -43,6 +46,7 @@ func TestWorkloadsOverOS(t *testing.T) {
 		"readdir":         11,
 		"create":          3,
 		"mixed":           18,
+		"getattr":         5,
 	}
 	ws := Workloads()
 	if len(ws) != len(want) {
@@ -57,6 +61,12 @@ func TestWorkloadsOverOS(t *testing.T) {
 			}
 			if got != want[w.Name] {
 				t.Errorf("Run = %v, want %v", got, want[w.Name])
+			}
+			if timesEach := w.Name == "getattr"; timesEach != (len(env.Latencies) > 0) {
+				t.Errorf("%d latencies, want them for getattr only", len(env.Latencies))
+			}
+			if w.Name == "getattr" && len(env.Latencies) != s.RoundTrips {
+				t.Errorf("%d latencies, want one per operation (%d)", len(env.Latencies), s.RoundTrips)
 			}
 			if w.Name == "seqwrite" {
 				fi, err := os.Stat(filepath.Join(dir, scratchDir, "t-write"))
@@ -96,6 +106,8 @@ func TestWorkloadsDetectWrongContent(t *testing.T) {
 		{"randread", func(d string) error { return os.Truncate(filepath.Join(d, "big"), 4096) }, "pread sets/r1-randread/big"},
 		{"readdir", func(d string) error { return os.Remove(filepath.Join(d, "dir/e000004")) }, "10 entries, want 11"},
 		{"stat-cold", func(d string) error { return os.Remove(filepath.Join(d, "small/f00006")) }, "no such file"},
+		{"getattr", func(d string) error { return os.Truncate(filepath.Join(d, "small/f00000"), 5) }, "fstat sets/r1-getattr/small/f00000: size 5"},
+		{"getattr", func(d string) error { return os.Remove(filepath.Join(d, "small/f00000")) }, "no such file"},
 		{"create", func(d string) error { return os.RemoveAll(filepath.Join(d, "../../scratch")) }, "no such file"},
 	}
 	for _, tc := range tests {
@@ -146,6 +158,24 @@ func TestPrepareKeepsAndRedoes(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(dir, scratchDir)); len(ents) != 0 {
 		t.Errorf("Prepare left %d files in scratch", len(ents))
 	}
+	// A directory prepared before a workload existed lacks its file sets: it is prepared again.
+	if err := os.RemoveAll(filepath.Join(dir, SetDir(1, "getattr"))); err != nil {
+		t.Fatal(err)
+	}
+	layout := filepath.Join(dir, layoutFile)
+	b, err := os.ReadFile(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(layout, []byte(strings.Replace(string(b), `,"getattr"`, "", 1)), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prepare(dir, s, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, smallName(SetDir(1, "getattr"), 0))); err != nil {
+		t.Errorf("after Prepare with a new workload: %v", err)
+	}
 	s.SmallFiles = 4
 	if err := Prepare(dir, s, 2); err != nil {
 		t.Fatal(err)
@@ -169,6 +199,11 @@ func TestSizesValidate(t *testing.T) {
 	bad.BigFileSize = 100
 	if err := bad.Validate(); err == nil {
 		t.Errorf("Validate accepted a big file smaller than one random read")
+	}
+	bad = tinySizes()
+	bad.RoundTrips = 0
+	if err := bad.Validate(); err == nil {
+		t.Errorf("Validate accepted zero round trips")
 	}
 	bad = tinySizes()
 	bad.MixedWorkers = 0
@@ -268,5 +303,63 @@ func TestRunStopsOnCancel(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) || n != 1 {
 		t.Errorf("Run = %v after %d starts, want context.Canceled after 1", err, n)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	us := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Microsecond)
+		}
+		return d
+	}
+	tests := []struct {
+		lat  []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{nil, 0.5, 0},
+		{us(7), 0.9, 7 * time.Microsecond},
+		{us(5, 1, 4, 2, 3), 0.5, 3 * time.Microsecond},
+		{us(10, 9, 8, 7, 6, 5, 4, 3, 2, 1), 0.9, 9 * time.Microsecond},
+		{us(10, 9, 8, 7, 6, 5, 4, 3, 2, 1), 0.5, 5 * time.Microsecond},
+		{us(1, 2), 1, 2 * time.Microsecond},
+	}
+	for _, tc := range tests {
+		in := slices.Clone(tc.lat)
+		if got := Percentile(tc.lat, tc.p); got != tc.want {
+			t.Errorf("Percentile(%v, %v) = %v, want %v", tc.lat, tc.p, got, tc.want)
+		}
+		if !slices.Equal(in, tc.lat) {
+			t.Errorf("Percentile sorted its argument")
+		}
+	}
+}
+
+// TestRunLatencies checks that a getattr measurement's record carries its p50 and p90 and
+// that other workloads' records carry none.
+func TestRunLatencies(t *testing.T) {
+	s := tinySizes()
+	s.RoundTrips = 50
+	dir := prepared(t, s, 1)
+	getattr, _ := WorkloadByName("getattr")
+	statCold, _ := WorkloadByName("stat-cold")
+	var recs []Record
+	err := Run(context.Background(), RunConfig{
+		Clients: []Client{HostOSClient(dir)}, Workloads: []Workload{getattr, statCold}, Sizes: s,
+		Emit: func(r Record) { recs = append(recs, r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2", len(recs))
+	}
+	if r := recs[0]; r.Err != "" || r.P50 <= 0 || r.P90 < r.P50 || r.Value <= 0 {
+		t.Errorf("getattr record %+v: want a rate, p50 > 0 and p90 >= p50", r)
+	}
+	if r := recs[1]; r.P50 != 0 || r.P90 != 0 {
+		t.Errorf("stat-cold record %+v: want no latencies", r)
 	}
 }

@@ -24,7 +24,9 @@ Prepares a host directory, measures govirtiofs over vhost-user and package os on
 boots one VM with five devices on that directory: a vhost-user-fs-pci each for govirtiofs with
 cache none, auto and always, one for the kernel's virtiofs, and a virtio-9p-pci for the kernel's
 9p (cache none, loose, mmap). The guest runs every round of every workload on the seven guest
-clients in turns. Every virtiofsd (cache=auto) gets the same -virtiofsd-arg arguments. Writes
+clients in turns. Every virtiofsd (cache=auto) gets the same -virtiofsd-arg arguments. The
+round-trip target compares the getattr workload (fstat of an open file, one GETATTR each) of
+govirtiofs cache none in the guest with host-vhostuser's, which runs it with cache none too. Writes
 results.md, results.json, results.svg, records.jsonl and console.log into -o. Run it from inside
 the govirtiofs source tree, as root.
 
