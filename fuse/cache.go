@@ -178,7 +178,7 @@ func (ra *readahead) done(end int64) {
 // data (writeback) is laid over the result.
 func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off int64) (int, error) {
 	fs := ino.fs
-	var rctx context.Context // ctx with f's credentials, made on the first miss
+	var rctx context.Context // ctx with f's credentials, made on the first direct read
 	done := 0
 	for done < len(dst) {
 		pos := off + int64(done)
@@ -255,12 +255,9 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			f.ra.next.Store((idx + int64(npages)) * pageSize)
 		}
 
-		if rctx == nil {
-			rctx = f.ctx(ctx)
-		}
 		buf := make([]byte, npages*pageSize)
 		fs.reads.Add(1)
-		n, err := fs.conn.Read(rctx, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(idx * pageSize), Flags: uint32(f.flags)}, buf)
+		n, err := fs.conn.read(ctx, &f.creds, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(idx * pageSize), Flags: uint32(f.flags)}, buf)
 		if err != nil {
 			if done > 0 {
 				break

@@ -248,6 +248,10 @@ type request struct {
 	// send (queued, not done).
 	pooled   bool
 	answered bool
+	// creds, if set, are the credentials of the request, taking
+	// precedence over the context's: the client filesystem's hot paths
+	// pass them so, which costs no context.WithValue per request.
+	creds *vfs.Credentials
 	// small holds buf and out of a request that fits: every metadata
 	// request with one name of up to NameMax bytes, and RENAME's two.
 	small [smallRequestSize]byte
@@ -292,6 +296,7 @@ func (r *request) free() {
 	r.buf, r.data, r.out, r.outData = nil, nil, nil, nil
 	r.vec = [4][]byte{}
 	r.pooled, r.answered = false, false
+	r.creds = nil
 	requestPool.Put(r)
 }
 
@@ -341,12 +346,17 @@ func (c *Conn) fillHeader(ctx context.Context, r *request, unique uint64) error 
 	if total > math.MaxUint32 {
 		return syscall.E2BIG
 	}
-	cr := c.opts.Creds
-	switch v := ctx.Value(credsKey{}).(type) {
-	case Creds:
-		cr = v
-	case *vfs.Credentials:
+	var cr Creds
+	if v := r.creds; v != nil {
 		cr = Creds{UID: v.UID, GID: v.GID, PID: pid}
+	} else {
+		cr = c.opts.Creds
+		switch v := ctx.Value(credsKey{}).(type) {
+		case Creds:
+			cr = v
+		case *vfs.Credentials:
+			cr = Creds{UID: v.UID, GID: v.GID, PID: pid}
+		}
 	}
 	h := inHeader{Len: uint32(total), Opcode: r.op, Unique: unique, NodeID: r.nodeid,
 		UID: cr.UID, GID: cr.GID, PID: cr.PID}

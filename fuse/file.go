@@ -568,7 +568,9 @@ func (f *fileHandle) Release(ctx context.Context) {
 		in.ReleaseFlags |= ReleaseFlockUnlock
 		in.LockOwner = f.owner
 	}
-	ctx = context.WithoutCancel(f.ctx(ctx))
+	if ctx.Done() != nil { // vfs hands over a context without cancellation already
+		ctx = context.WithoutCancel(ctx)
+	}
 	fs.mu.Lock()
 	delete(fs.files, f)
 	held := !ino.dead
@@ -580,9 +582,9 @@ func (f *fileHandle) Release(ctx context.Context) {
 	if wait {
 		var err error
 		if f.dir {
-			err = fs.conn.Releasedir(ctx, ino.nodeid, in)
+			err = fs.conn.Releasedir(f.ctx(ctx), ino.nodeid, in)
 		} else {
-			err = fs.conn.Release(ctx, ino.nodeid, in)
+			err = fs.conn.Release(f.ctx(ctx), ino.nodeid, in)
 		}
 		f.releaseDone(err, held)
 		return
@@ -591,7 +593,7 @@ func (f *fileHandle) Release(ctx context.Context) {
 	if f.dir {
 		op = OpReleasedir
 	}
-	fs.conn.releaseBackground(ctx, op, ino.nodeid, in, func(err error) { f.releaseDone(err, held) })
+	fs.conn.releaseBackground(ctx, &f.creds, op, ino.nodeid, in, func(err error) { f.releaseDone(err, held) })
 }
 
 // releaseDone ends the RELEASE of Release: it logs a failure and drops the

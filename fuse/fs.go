@@ -412,7 +412,7 @@ func (fs *Filesystem) Lookup(ctx context.Context, creds *vfs.Credentials, dir vf
 	if !d.advisePlus.Load() {
 		d.advisePlus.Store(true)
 	}
-	en, err := fs.conn.Lookup(withCreds(ctx, creds), d.nodeid, name)
+	en, err := fs.conn.lookup(ctx, creds, d.nodeid, name)
 	if err == syscall.ENOENT {
 		// A negative entry (nodeid 0 with a timeout) may be cached.
 		if v := fs.entryValid(en.EntryValid); v > 0 {
@@ -696,10 +696,9 @@ func (fs *Filesystem) Open(ctx context.Context, creds *vfs.Credentials, i vfs.In
 	if err != nil {
 		return nil, err
 	}
-	ctx = withCreds(ctx, creds)
 	flags &^= syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY
 	if ino.ftype == ModeDir {
-		out, err := fs.conn.Opendir(ctx, ino.nodeid, uint32(flags))
+		out, err := fs.conn.openOp(ctx, creds, OpOpendir, ino.nodeid, uint32(flags))
 		if err != nil {
 			return nil, err
 		}
@@ -711,13 +710,14 @@ func (fs *Filesystem) Open(ctx context.Context, creds *vfs.Credentials, i vfs.In
 		oflags &^= syscall.O_TRUNC
 	}
 	if trunc {
+		ctx = withCreds(ctx, creds) // for the flush and the SETATTR
 		// Dirty data up to now is discarded by the truncation anyway,
 		// but write it first so that nothing lands after it.
 		if err := ino.flushDirty(ctx); err != nil {
 			return nil, err
 		}
 	}
-	out, err := fs.conn.Open(ctx, ino.nodeid, uint32(oflags))
+	out, err := fs.conn.openOp(ctx, creds, OpOpen, ino.nodeid, uint32(oflags))
 	if err != nil {
 		return nil, err
 	}

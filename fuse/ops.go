@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/govirtiofs/govirtiofs/vfs"
 )
 
 // This file has one method per FUSE opcode. Each builds its request in a
@@ -39,10 +41,16 @@ func putName(b []byte, name string) int {
 // Errors: ENOENT with Entry.NodeID 0 and Entry.EntryValid set for a
 // negative entry the caller may cache for that long.
 func (c *Conn) Lookup(ctx context.Context, parent uint64, name string) (Entry, error) {
+	return c.lookup(ctx, nil, parent, name)
+}
+
+// lookup is Lookup with the request's credentials, if creds is not nil.
+func (c *Conn) lookup(ctx context.Context, creds *vfs.Credentials, parent uint64, name string) (Entry, error) {
 	if err := checkName(name); err != nil {
 		return Entry{}, err
 	}
 	r := c.newRequest(OpLookup, parent, len(name)+1, entryOutSize)
+	r.creds = creds
 	putName(r.args(), name)
 	en, err := call(ctx, c, r, func(rep reply) (Entry, error) { return decodeLookup(rep.payload) })
 	if err == nil && en.NodeID == 0 {
@@ -231,8 +239,9 @@ func (c *Conn) Link(ctx context.Context, oldnodeid, newparent uint64, newname st
 	return call(ctx, c, r, func(rep reply) (Entry, error) { return decodeNewEntry(rep.payload, 0) })
 }
 
-func (c *Conn) openOp(ctx context.Context, op Opcode, nodeid uint64, flags uint32) (OpenOut, error) {
+func (c *Conn) openOp(ctx context.Context, creds *vfs.Credentials, op Opcode, nodeid uint64, flags uint32) (OpenOut, error) {
 	r := c.newRequest(op, nodeid, openInSize, openOutSize)
+	r.creds = creds
 	(&openIn{Flags: flags}).encode(r.args())
 	return call(ctx, c, r, func(rep reply) (OpenOut, error) { return decodeOpenOut(rep.payload) })
 }
@@ -240,12 +249,12 @@ func (c *Conn) openOp(ctx context.Context, op Opcode, nodeid uint64, flags uint3
 // Open opens file nodeid with open(2) flags (no O_CREAT, O_EXCL, O_NOCTTY)
 // (FUSE_OPEN).
 func (c *Conn) Open(ctx context.Context, nodeid uint64, flags uint32) (OpenOut, error) {
-	return c.openOp(ctx, OpOpen, nodeid, flags)
+	return c.openOp(ctx, nil, OpOpen, nodeid, flags)
 }
 
 // Opendir opens directory nodeid (FUSE_OPENDIR).
 func (c *Conn) Opendir(ctx context.Context, nodeid uint64, flags uint32) (OpenOut, error) {
-	return c.openOp(ctx, OpOpendir, nodeid, flags)
+	return c.openOp(ctx, nil, OpOpendir, nodeid, flags)
 }
 
 // maxIO is the largest READ or WRITE data this connection allows.
@@ -262,6 +271,11 @@ func (c *Conn) maxIO() int {
 //
 // Errors: EINVAL if len(buf) exceeds Params.MaxPages*4096.
 func (c *Conn) Read(ctx context.Context, nodeid uint64, in ReadIn, buf []byte) (int, error) {
+	return c.read(ctx, nil, nodeid, in, buf)
+}
+
+// read is Read with the request's credentials, if creds is not nil.
+func (c *Conn) read(ctx context.Context, creds *vfs.Credentials, nodeid uint64, in ReadIn, buf []byte) (int, error) {
 	if len(buf) > c.maxIO() {
 		if err := c.ready(OpRead); err != nil {
 			return 0, err
@@ -269,6 +283,7 @@ func (c *Conn) Read(ctx context.Context, nodeid uint64, in ReadIn, buf []byte) (
 		return 0, syscall.EINVAL
 	}
 	r := c.newRequest(OpRead, nodeid, readInSize, 0)
+	r.creds = creds
 	in.encode(r.args(), uint32(len(buf)))
 	r.outData = buf
 	return call(ctx, c, r, func(rep reply) (int, error) { return rep.dataN, nil })
@@ -312,9 +327,11 @@ func (c *Conn) Releasedir(ctx context.Context, nodeid uint64, in ReleaseIn) erro
 
 // releaseBackground sends RELEASE or RELEASEDIR (op) as Release and
 // Releasedir do, without waiting for the reply (Linux fuse_file_put's
-// fuse_simple_background): done gets what they would have returned.
-func (c *Conn) releaseBackground(ctx context.Context, op Opcode, nodeid uint64, in ReleaseIn, done func(error)) {
+// fuse_simple_background): done gets what they would have returned. The
+// request carries creds.
+func (c *Conn) releaseBackground(ctx context.Context, creds *vfs.Credentials, op Opcode, nodeid uint64, in ReleaseIn, done func(error)) {
 	r := c.newRequest(op, nodeid, releaseInSize, 0)
+	r.creds = creds
 	in.encode(r.args())
 	c.background(ctx, r, done)
 }

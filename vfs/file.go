@@ -143,7 +143,10 @@ func (fd *FileDescription) get() error {
 // put drops a reference; the last one releases the file (Linux fput).
 func (fd *FileDescription) put(ctx context.Context) {
 	if fd.refs.Add(-1) == 0 {
-		fd.impl.Release(context.WithoutCancel(ctx))
+		if ctx.Done() != nil { // WithoutCancel costs an allocation even of one that never ends
+			ctx = context.WithoutCancel(ctx)
+		}
+		fd.impl.Release(ctx)
 		fd.d.vfs.decRef(fd.d)
 	}
 }
