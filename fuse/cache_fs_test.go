@@ -131,24 +131,9 @@ func TestFSReadaheadSequential(t *testing.T) {
 	data := fsPattern(1<<20+1000, 5)
 	for _, mode := range []fuse.CacheMode{fuse.CacheAuto, fuse.CacheAlways} {
 		t.Run(mode.String(), func(t *testing.T) {
-			ctx := context.Background()
 			f, log := newReadaheadFake(t, data, 64, 4)
 			_, fd := openFake(t, f, mode)
-			var got []byte
-			buf := make([]byte, 4096)
-			for {
-				n, err := fd.Read(ctx, buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
-				got = append(got, buf[:n]...)
-			}
-			if !bytes.Equal(got, data) {
-				t.Fatalf("read %d bytes, not the file's %d", len(got), len(data))
-			}
+			readToEOF(t, fd, 4096, data)
 			// Windows of 4, 8, 16, 32 and 64 pages, then 64 pages on to
 			// the end of the file, where the last READ asks only for the
 			// 5 pages left by the size.

@@ -8,21 +8,16 @@ package fuse_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/govirtiofs/govirtiofs/driver"
 	"github.com/govirtiofs/govirtiofs/fuse"
 	"github.com/govirtiofs/govirtiofs/internal/virtiofsdtest"
 	"github.com/govirtiofs/govirtiofs/vfs"
-	"github.com/govirtiofs/govirtiofs/virtio/vhostuser"
 )
 
 const (
@@ -33,38 +28,15 @@ const (
 // benchFS mounts dir through the whole stack for a benchmark.
 func benchFS(b *testing.B, dir string, mode fuse.CacheMode, writeback bool) *vfs.VirtualFilesystem {
 	b.Helper()
-	dopts := virtiofsdtest.Options{Cache: mode.String()}
+	cfg := fsConfig{
+		daemon: virtiofsdtest.Options{Cache: mode.String()},
+		conn:   fuse.ConnOptions{WritebackCache: writeback},
+		fs:     fuse.FSOptions{Cache: mode, Writeback: writeback},
+	}
 	if writeback {
-		dopts.ExtraArgs = []string{"-o", "writeback"}
+		cfg.daemon.ExtraArgs = []string{"-o", "writeback"}
 	}
-	d := virtiofsdtest.Start(b, dir, dopts)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	tr, err := vhostuser.Dial(ctx, d.Socket, vhostuser.Options{Tag: "fs"})
-	if err != nil {
-		b.Fatalf("vhostuser.Dial: %v", err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dev, err := driver.New(ctx, tr, driver.Options{Logger: quiet})
-	if err != nil {
-		tr.Close()
-		b.Fatalf("driver.New: %v", err)
-	}
-	b.Cleanup(func() { dev.Close() })
-	conn := fuse.NewConn(dev, fuse.ConnOptions{WritebackCache: writeback})
-	if err := conn.Init(ctx); err != nil {
-		b.Fatalf("Init: %v", err)
-	}
-	fs, err := fuse.NewFilesystem(conn, fuse.FSOptions{Cache: mode, Writeback: writeback})
-	if err != nil {
-		b.Fatalf("NewFilesystem: %v", err)
-	}
-	v := vfs.New(fs, fs.Root(), vfs.Options{})
-	b.Cleanup(func() {
-		v.Close(context.Background())
-		fs.Close(context.Background())
-	})
-	return v
+	return startFS(b, dir, cfg).v
 }
 
 var benchModes = []fuse.CacheMode{fuse.CacheNone, fuse.CacheAuto, fuse.CacheAlways}

@@ -316,6 +316,27 @@ func TestFSCloseForgetsEverything(t *testing.T) {
 	}
 }
 
+// readToEOF reads fd chunk bytes at a time until a read returns 0 and checks
+// that what came is want.
+func readToEOF(t *testing.T, fd *vfs.FileDescription, chunk int, want []byte) {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, chunk)
+	for {
+		n, err := fd.Read(context.Background(), buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not the file's %d", len(got), len(want))
+	}
+}
+
 func TestFSReadahead(t *testing.T) {
 	ctx := context.Background()
 	f := newFSFake(t, 32)
@@ -329,27 +350,14 @@ func TestFSReadahead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fd.Close(ctx)
-	var got []byte
-	buf := make([]byte, 1000)
-	for {
-		n, err := fd.Read(ctx, buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		got = append(got, buf[:n]...)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("read %d bytes, not the file's %d", len(got), len(data))
-	}
+	readToEOF(t, fd, 1000, data)
 	// 300,000 bytes in 128 KiB read-ahead windows: 3 READs, and the end of
 	// the file is known from the short one.
 	if n := f.srv.Count(fuse.OpRead); n != 3 {
 		t.Errorf("%d READs for 300 reads of 1000 bytes, want 3", n)
 	}
 	// Reading again comes from the cache.
+	buf := make([]byte, 1000)
 	if n, err := fd.PRead(ctx, buf, 299_500); err != nil || n != 500 || !bytes.Equal(buf[:n], data[299_500:]) {
 		t.Errorf("cached pread at the end = %d, %v", n, err)
 	}
