@@ -195,7 +195,7 @@ func Targets(t Table) []Target {
 		kv, okKV := t.Value(w.Name, ClientKernelVirtiofs)
 		hv, okHV := t.Value(w.Name, ClientHostVhostuser)
 		switch w.Kind {
-		case "metadata":
+		case "metadata", "mixed": // the issue counts mixed among the metadata workloads
 			if ok9 {
 				add("metadata >= 10x best 9p", w.Name, "", who9, n9, 10)
 			}

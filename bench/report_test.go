@@ -305,3 +305,22 @@ func TestWriteReport(t *testing.T) {
 		t.Errorf("results.svg lacks the stat-cold govirtiofs-auto label")
 	}
 }
+
+// TestMixedTargets checks that the mixed workload is judged by the metadata goals, as the
+// issue lists it among the metadata workloads.
+func TestMixedTargets(t *testing.T) {
+	ts := Targets(NewTable(Aggregate([]Record{
+		{Workload: "mixed", Client: ClientGovirtiofsAlways, Unit: UnitOps, Value: 4000},
+		{Workload: "mixed", Client: Client9PMmap, Unit: UnitOps, Value: 500},
+		{Workload: "mixed", Client: ClientKernelVirtiofs, Unit: UnitOps, Value: 1000},
+	})))
+	if len(ts) != 2 {
+		t.Fatalf("%d targets, want 2: %+v", len(ts), ts)
+	}
+	if g := ts[0]; g.Goal != "metadata >= 10x best 9p" || g.Against != Client9PMmap || g.Met || math.Abs(g.Ratio-8) > 1e-9 {
+		t.Errorf("target 0 = %+v", g)
+	}
+	if g := ts[1]; g.Goal != "metadata >= 3x kernel virtiofs" || !g.Met || math.Abs(g.Ratio-4) > 1e-9 {
+		t.Errorf("target 1 = %+v", g)
+	}
+}
