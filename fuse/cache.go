@@ -62,6 +62,9 @@ func (c *pageCache) writeLocked(off int64, data []byte) {
 		delete(c.pages, c.eof)
 		c.eof = -1
 	}
+	if len(c.pages) == 0 {
+		return // nothing cached: no page lookups (cache=none, a new file)
+	}
 	for pos := off; pos < end; {
 		idx, po := pos/pageSize, int(pos%pageSize)
 		n := min(int64(pageSize-po), end-pos)
