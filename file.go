@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -202,17 +203,43 @@ type dirent struct {
 	typ  uint8
 }
 
+// direntBufs recycles the listing buffers of readDir: every caller turns
+// the entries into its own result and drops the buffer, so a listing of a
+// large directory does not grow a new one by appending each time (about
+// 380 KB for 5000 names).
+var direntBufs sync.Pool
+
+// maxPooledDirents bounds the buffers kept in direntBufs.
+const maxPooledDirents = 1 << 16
+
+// getDirents returns an empty listing buffer.
+func getDirents() []dirent {
+	if p, ok := direntBufs.Get().(*[]dirent); ok {
+		return (*p)[:0]
+	}
+	return make([]dirent, 0, 64)
+}
+
+// putDirents gives back a buffer from getDirents or readDir; the caller
+// must not use ds afterwards.
+func putDirents(ds []dirent) {
+	if cap(ds) == 0 || cap(ds) > maxPooledDirents {
+		return
+	}
+	clear(ds[:cap(ds)]) // drop the names
+	ds = ds[:0]
+	direntBufs.Put(&ds)
+}
+
 // readDir reads up to n entries (all when n <= 0) from the directory offset
 // on, without "." and "..", with os's semantics: for n > 0 an empty result
-// at the end is io.EOF.
+// at the end is io.EOF. The result is a buffer from getDirents, which the
+// caller gives back with putDirents once done with it.
 func (f *File) readDir(op string, n int) ([]dirent, error) {
 	if err := f.check(op); err != nil {
 		return nil, err
 	}
-	out := make([]dirent, 0, 64)
-	if n > 0 {
-		out = make([]dirent, 0, min(n, 256))
-	}
+	out := getDirents()
 	err := f.fd.ReadDir(f.fs.ctx(), func(de vfs.Dirent) bool {
 		if de.Name == "." || de.Name == ".." {
 			return true
@@ -227,6 +254,7 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 		return out, f.wrapErr("readdirent", err)
 	}
 	if n > 0 && len(out) == 0 {
+		putDirents(out)
 		return nil, io.EOF
 	}
 	return out, nil
@@ -242,6 +270,7 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	ds, err := f.readDir("readdirent", n)
 	ents, lerr := f.dirEntries(ds, nil)
+	putDirents(ds)
 	if lerr != nil {
 		return ents, lerr
 	}
@@ -292,6 +321,7 @@ func (f *File) Readdirnames(n int) ([]string, error) {
 	for i, d := range ds {
 		names[i] = d.name
 	}
+	putDirents(ds)
 	return names, err
 }
 
@@ -299,6 +329,7 @@ func (f *File) Readdirnames(n int) ([]string, error) {
 // (os.File.Readdir).
 func (f *File) Readdir(n int) ([]fs.FileInfo, error) {
 	ds, err := f.readDir("readdirent", n)
+	defer putDirents(ds)
 	infos := make([]fs.FileInfo, 0, len(ds))
 	for _, d := range ds {
 		fi, lerr := f.fs.Lstat(joinName(f.path, d.name))

@@ -346,6 +346,7 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 	defer d.Close()
 	ds, err := d.readDir("readdirent", -1)
 	ents, lerr := d.dirEntries(ds, sortedOrder(ds))
+	putDirents(ds)
 	if lerr != nil {
 		err = lerr
 	}
