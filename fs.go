@@ -362,11 +362,19 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 // cost no GC write barriers; comparison sorting the entries themselves
 // cost the client more than reading a large listing.
 func sortedOrder(ds []dirent) []int32 {
-	type rec struct {
-		key uint64
-		i   int32
+	type rec = sortRec
+	var scratch []rec
+	if p, ok := sortScratch.Get().(*[]rec); ok && cap(*p) >= 2*len(ds) {
+		scratch = (*p)[:2*len(ds)]
+	} else {
+		scratch = make([]rec, 2*len(ds))
 	}
-	src, dst := make([]rec, len(ds)), make([]rec, len(ds))
+	defer func() {
+		if cap(scratch) <= 2*maxPooledDirents {
+			sortScratch.Put(&scratch)
+		}
+	}()
+	src, dst := scratch[:len(ds):len(ds)], scratch[len(ds):]
 	for i := range ds {
 		src[i] = rec{nameKey(ds[i].name), int32(i)}
 	}
@@ -406,6 +414,16 @@ func sortedOrder(ds []dirent) []int32 {
 	}
 	return order
 }
+
+// sortRec is a name's sort key and its index in the listing.
+type sortRec struct {
+	key uint64
+	i   int32
+}
+
+// sortScratch recycles sortedOrder's two record arrays (pointer-free, so
+// they hold nothing alive).
+var sortScratch sync.Pool
 
 // nameKey packs the first eight bytes of name big-endian, zero-padded.
 func nameKey(name string) uint64 {
