@@ -2,13 +2,11 @@ package govirtiofs
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -327,109 +325,6 @@ func basename(name string) string {
 		}
 	}
 	return name
-}
-
-// ReadDir reads the named directory and returns its entries sorted by name
-// (os.ReadDir).
-//
-// Errors: *fs.PathError with op "open" or "readdirent"; on a read error the
-// entries read so far are returned with it.
-func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
-	return f.readDir(name, name)
-}
-
-func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
-	d, err := f.openFile(p, name, O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	ds, err := d.readDir("readdirent", -1)
-	ents, lerr := d.dirEntries(ds, sortedOrder(ds))
-	putDirents(ds)
-	if lerr != nil {
-		err = lerr
-	}
-	return ents, err
-}
-
-// sortedOrder returns the indexes of ds in name order: an LSD radix sort
-// of the names' first eight bytes packed big-endian (a name holds no NUL,
-// so zero padding sorts a shorter name first, as string comparison does),
-// with a pass only for the bytes where the keys differ, then a comparison
-// sort of each run of equal keys (names longer than eight bytes sharing
-// those) by the whole name. It moves pointer-free records only, which
-// cost no GC write barriers; comparison sorting the entries themselves
-// cost the client more than reading a large listing.
-func sortedOrder(ds []dirent) []int32 {
-	type rec = sortRec
-	var scratch []rec
-	if p, ok := sortScratch.Get().(*[]rec); ok && cap(*p) >= 2*len(ds) {
-		scratch = (*p)[:2*len(ds)]
-	} else {
-		scratch = make([]rec, 2*len(ds))
-	}
-	defer func() {
-		if cap(scratch) <= 2*maxPooledDirents {
-			sortScratch.Put(&scratch)
-		}
-	}()
-	src, dst := scratch[:len(ds):len(ds)], scratch[len(ds):]
-	for i := range ds {
-		src[i] = rec{nameKey(ds[i].name), int32(i)}
-	}
-	for shift := 0; shift < 64 && len(src) > 1; shift += 8 {
-		var count [256]int
-		for i := range src {
-			count[byte(src[i].key>>shift)]++
-		}
-		if count[byte(src[0].key>>shift)] == len(src) {
-			continue // every key has this byte
-		}
-		pos := 0
-		for b, c := range count {
-			count[b] = pos
-			pos += c
-		}
-		for i := range src {
-			b := byte(src[i].key >> shift)
-			dst[count[b]] = src[i]
-			count[b]++
-		}
-		src, dst = dst, src
-	}
-	for i := 0; i < len(src); {
-		j := i + 1
-		for j < len(src) && src[j].key == src[i].key {
-			j++
-		}
-		if j-i > 1 {
-			slices.SortFunc(src[i:j], func(a, b rec) int { return strings.Compare(ds[a.i].name, ds[b.i].name) })
-		}
-		i = j
-	}
-	order := make([]int32, len(src))
-	for i := range src {
-		order[i] = src[i].i
-	}
-	return order
-}
-
-// sortRec is a name's sort key and its index in the listing.
-type sortRec struct {
-	key uint64
-	i   int32
-}
-
-// sortScratch recycles sortedOrder's two record arrays (pointer-free, so
-// they hold nothing alive).
-var sortScratch sync.Pool
-
-// nameKey packs the first eight bytes of name big-endian, zero-padded.
-func nameKey(name string) uint64 {
-	var b [8]byte
-	copy(b[:], name)
-	return binary.BigEndian.Uint64(b[:])
 }
 
 // ReadFile returns the named file's contents (os.ReadFile).
