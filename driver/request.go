@@ -103,33 +103,6 @@ func (r *request) check(n int) error {
 	return nil
 }
 
-// totalLen is the summed length of bufs.
-func totalLen(bufs [][]byte) int {
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
-	}
-	return n
-}
-
-// gather copies bufs into dst.
-func gather(dst []byte, bufs [][]byte) {
-	off := 0
-	for _, b := range bufs {
-		off += copy(dst[off:], b)
-	}
-}
-
-// scatter copies src into bufs in order.
-func scatter(bufs [][]byte, src []byte) {
-	for _, b := range bufs {
-		if len(src) == 0 {
-			return
-		}
-		src = src[copy(b, src):]
-	}
-}
-
 // newRequest takes a request and DMA buffers for it (and for an
 // outLen-byte reply unless outLen is 0) and copies the request in. The
 // request has two holds: the caller's and the device's.
