@@ -32,6 +32,7 @@ func Dial(ctx context.Context, socketPath string, opts Options) (*FS, error) {
 		QueueSize:      opts.QueueSize,
 		Logger:         opts.logger(),
 		RequestTimeout: opts.requestTimeout(),
+		OnRoundTrip:    opts.OnRoundTrip,
 	})
 	if err != nil {
 		t.Close()

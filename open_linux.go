@@ -56,7 +56,7 @@ func Open(ctx context.Context, tag string, opts Options) (*FS, error) {
 // findDevice brings up each virtio-fs device in turn until one has tag.
 // Devices with another tag are closed (reset) again.
 func findDevice(ctx context.Context, tag string, mem virtio.Memory, opts *Options) (*driver.Device, error) {
-	dopts := driver.Options{RequestQueues: opts.RequestQueues, QueueSize: opts.QueueSize, Logger: opts.logger(), RequestTimeout: opts.requestTimeout()}
+	dopts := driver.Options{RequestQueues: opts.RequestQueues, QueueSize: opts.QueueSize, Logger: opts.logger(), RequestTimeout: opts.requestTimeout(), OnRoundTrip: opts.OnRoundTrip}
 	var seen []string
 	var errs []error
 	// try brings t up and keeps it if its tag matches.

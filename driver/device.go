@@ -84,6 +84,13 @@ type Options struct {
 	// timeout plus a poll: the check piggybacks on polls that look at the
 	// clock anyway (see checkTimeout), with no timer per request.
 	RequestTimeout time.Duration
+	// OnRoundTrip, if set, is called after each RoundTrip that got its
+	// reply, with the request's FUSE opcode and its round trip: from just
+	// before the request is published to the device (and the device
+	// notified) until the reply is seen, without the copies into and out of
+	// the DMA buffers. It runs on RoundTrip's caller and must be quick. It
+	// is for measurements: unset, RoundTrip reads no clock.
+	OnRoundTrip func(opcode uint32, d time.Duration)
 }
 
 // DefaultSpin is Options.Spin's default. A GETATTR through virtiofsd takes
@@ -96,19 +103,20 @@ const DefaultSpin = time.Millisecond
 // Device is a virtio-fs device brought up by New. It implements
 // fuse.Sender; its methods are safe for concurrent use.
 type Device struct {
-	t        virtio.Transport // immutable
-	log      *slog.Logger     // immutable
-	tag      string           // immutable
-	features uint64           // immutable: negotiated
-	hiprio   *queue           // immutable
-	reqs     []*queue         // immutable: the request queues
-	pool     *pool            // immutable
-	limits   fuse.Limits      // immutable
-	maxBuf   int              // immutable: the largest request or reply
-	window   []byte           // immutable: the DAX window, or nil
-	spin     time.Duration    // immutable: Options.Spin resolved; <= 0: never spin
-	timeout  time.Duration    // immutable: Options.RequestTimeout; <= 0: none
-	epoch    time.Time        // immutable: the origin of queue.nextCheck
+	t        virtio.Transport            // immutable
+	log      *slog.Logger                // immutable
+	tag      string                      // immutable
+	features uint64                      // immutable: negotiated
+	hiprio   *queue                      // immutable
+	reqs     []*queue                    // immutable: the request queues
+	pool     *pool                       // immutable
+	limits   fuse.Limits                 // immutable
+	maxBuf   int                         // immutable: the largest request or reply
+	window   []byte                      // immutable: the DAX window, or nil
+	spin     time.Duration               // immutable: Options.Spin resolved; <= 0: never spin
+	timeout  time.Duration               // immutable: Options.RequestTimeout; <= 0: none
+	onRT     func(uint32, time.Duration) // immutable: Options.OnRoundTrip
+	epoch    time.Time                   // immutable: the origin of queue.nextCheck
 
 	next atomic.Uint32 // round-robin request queue choice
 
@@ -231,6 +239,7 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		cbDone:   make(chan struct{}),
 		spin:     opts.Spin,
 		timeout:  opts.RequestTimeout,
+		onRT:     opts.OnRoundTrip,
 		epoch:    time.Now(),
 		hung:     make(chan struct{}),
 	}

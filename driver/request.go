@@ -211,6 +211,10 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	var t0 time.Time
+	if d.onRT != nil {
+		t0 = time.Now()
+	}
 	if err := d.publish(ctx, r); err != nil {
 		return 0, err
 	}
@@ -223,6 +227,9 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	n, err := r.n, r.err
+	if d.onRT != nil && err == nil {
+		d.onRT(r.op, time.Since(t0))
+	}
 	if err == nil {
 		scatter(out, r.bufs[1].Bytes[:n])
 	}
