@@ -26,12 +26,14 @@ func GovirtiofsClient(name string, open func(ctx context.Context) (*govirtiofs.F
 // of its own that stays open for the whole run (a bring-up costs a device reset and FUSE_INIT,
 // which are no part of any workload). Cold then means a file set (SetDir) that this FS has never
 // looked up or read: no cached names, attributes or data for it.
-func GovirtiofsShared(name string, fsys *govirtiofs.FS) Client {
+// rt, if not nil, is the collector fsys reports its GETATTR round trips to (its
+// Options.OnRoundTrip is rt.Observe).
+func GovirtiofsShared(name string, fsys *govirtiofs.FS, rt *RoundTrips) Client {
 	return Client{Name: name, Start: func(context.Context) (FS, func() error, error) {
 		if fsys == nil {
 			return nil, nil, fmt.Errorf("bench: %s: no FS", name)
 		}
-		return Govirtiofs{FS: fsys}, func() error { return nil }, nil
+		return Govirtiofs{FS: fsys, RT: rt}, func() error { return nil }, nil
 	}}
 }
 

@@ -86,7 +86,12 @@ func (o OS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(o.pa
 type Govirtiofs struct {
 	// FS is the share. Immutable; the owner closes it.
 	FS *govirtiofs.FS
+	// RT, if set, collects FS's GETATTR round trips (FS was opened with RT.Observe as its
+	// Options.OnRoundTrip) for the getattr workload. Immutable.
+	RT *RoundTrips
 }
+
+func (g Govirtiofs) roundTrips() *RoundTrips { return g.RT }
 
 func (g Govirtiofs) Stat(name string) (fs.FileInfo, error) { return g.FS.Stat(name) }
 

@@ -47,7 +47,7 @@ func TestHarnessQuick(t *testing.T) {
 	var progress strings.Builder
 	rep, err := Harness(context.Background(), HarnessConfig{
 		OutDir: out, DataDir: t.TempDir(), Quick: true,
-		Workloads:     []string{"stat-cold", "seqread-cold", "readdir"},
+		Workloads:     []string{"stat-cold", "seqread-cold", "readdir", "getattr"},
 		VirtiofsdArgs: []string{"--thread-pool-size=0"},
 		CPUProfileDir: prof,
 		Progress:      writerFunc(func(b []byte) { mu.Lock(); progress.Write(b); mu.Unlock() }),
@@ -59,7 +59,7 @@ func TestHarnessQuick(t *testing.T) {
 		t.Fatalf("Harness: %v\nprogress:\n%s", err, progress.String())
 	}
 	tab := NewTable(rep.Medians)
-	for _, w := range []string{"stat-cold", "seqread-cold", "readdir"} {
+	for _, w := range []string{"stat-cold", "seqread-cold", "readdir", "getattr"} {
 		for _, c := range AllClients {
 			if v, ok := tab.Value(w, c); !ok || v <= 0 {
 				t.Errorf("%s / %s: no figure (%+v)", w, c, tab[w][c])
@@ -71,8 +71,18 @@ func TestHarnessQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back []Record
-	if err := json.Unmarshal(data, &back); err != nil || len(back) != 3*len(AllClients) {
-		t.Errorf("results.json: %d records, %v; want %d", len(back), err, 3*len(AllClients))
+	if err := json.Unmarshal(data, &back); err != nil || len(back) != 4*len(AllClients) {
+		t.Errorf("results.json: %d records, %v; want %d", len(back), err, 4*len(AllClients))
+	}
+	// The round-trip goal is judged on the GETATTR round trips the driver timed, in the guest
+	// and on the host alike.
+	for _, c := range []string{ClientGovirtiofsNone, ClientHostVhostuser} {
+		if r := tab["getattr"][c]; r.RTP50 <= 0 || r.RTP50 > r.P50 {
+			t.Errorf("getattr / %s: round trip p50 %v us, whole fstat p50 %v us; want 0 < round trip <= fstat", c, r.RTP50, r.P50)
+		}
+	}
+	if !slices.ContainsFunc(Targets(tab), func(g Target) bool { return g.Goal == RoundTripGoal && g.Ratio > 0 }) {
+		t.Errorf("no round-trip target among %+v", Targets(tab))
 	}
 	md, err := os.ReadFile(filepath.Join(out, ResultsMarkdown))
 	if err != nil || !strings.Contains(string(md), "-o cache=auto --thread-pool-size=0") {

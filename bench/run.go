@@ -54,6 +54,12 @@ type Record struct {
 	// medians of the rounds' figures. 0 otherwise.
 	P50 float64 `json:"p50_us,omitempty"`
 	P90 float64 `json:"p90_us,omitempty"`
+	// RTP50 and RTP90 are the median and 90th percentile of the transport round trip of the
+	// operation's FUSE request (the driver's OnRoundTrip: request published to reply seen,
+	// without the client's work around it), in microseconds, for a workload that collects them
+	// (getattr on a govirtiofs client); medians of the rounds' figures in a median Record.
+	RTP50 float64 `json:"rt_p50_us,omitempty"`
+	RTP90 float64 `json:"rt_p90_us,omitempty"`
 }
 
 // RunConfig configures [Run].
@@ -108,6 +114,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 						rec.P50 = micros(Percentile(env.Latencies, 0.5))
 						rec.P90 = micros(Percentile(env.Latencies, 0.9))
 					}
+					if len(env.RoundTrips) > 0 {
+						rec.RTP50 = micros(Percentile(env.RoundTrips, 0.5))
+						rec.RTP90 = micros(Percentile(env.RoundTrips, 0.9))
+					}
 				}
 				if cfg.Emit != nil {
 					cfg.Emit(rec)
@@ -115,6 +125,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				if cfg.Progress != nil {
 					if err != nil {
 						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s FAILED: %v", r, last, w.Name, c.Name, err))
+					} else if rec.RTP50 > 0 {
+						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v; p50 %.1f us, p90 %.1f us; round trip p50 %.1f us, p90 %.1f us)", r, last, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond), rec.P50, rec.P90, rec.RTP50, rec.RTP90))
 					} else if rec.P50 > 0 {
 						cfg.Progress(fmt.Sprintf("round %d/%d %-16s %-18s %12.1f %s (%v; p50 %.1f us, p90 %.1f us)", r, last, w.Name, c.Name, v, w.Unit, d.Round(time.Millisecond), rec.P50, rec.P90))
 					} else {
@@ -144,7 +156,7 @@ func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Rec
 			return 0, 0, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	env.Latencies = nil // the warm-up's are not the measurement's
+	env.Latencies, env.RoundTrips = nil, nil // the warm-up's are not the measurement's
 	done := func() {}
 	if timed != nil {
 		done = timed(rec)

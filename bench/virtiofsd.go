@@ -27,13 +27,16 @@ func HostVhostuserClient(bin, dir, cache string, args []string, opts govirtiofs.
 			os.RemoveAll(tmp)
 			return nil, nil, err
 		}
+		rt := NewRoundTrips(OpGetattr)
+		opts := opts
+		opts.OnRoundTrip = rt.Observe
 		fsys, err := govirtiofs.Dial(ctx, d.Socket(), opts)
 		if err != nil {
 			d.Kill()
 			os.RemoveAll(tmp)
 			return nil, nil, err
 		}
-		return Govirtiofs{FS: fsys}, func() error {
+		return Govirtiofs{FS: fsys, RT: rt}, func() error {
 			err := fsys.Close()
 			d.Stop() // it exits by itself once Close has disconnected
 			os.RemoveAll(tmp)

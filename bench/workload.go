@@ -34,6 +34,10 @@ type Env struct {
 	// per-operation latencies of its last pass. [Run] clears them before the timed pass and
 	// reports their p50 and p90 in the Record.
 	Latencies []time.Duration
+	// RoundTrips are set by a workload that collects the transport round trips of its
+	// operations' FUSE requests (getattr on a govirtiofs client, see [RoundTrips]); [Run] clears
+	// them before the timed pass and reports their p50 and p90 in the Record.
+	RoundTrips []time.Duration
 
 	small []string // smallName(Set, i) for every small file; see names
 }
@@ -376,7 +380,9 @@ func mixedWorker(ctx context.Context, fsys FS, env *Env, g int, ops *atomic.Int6
 // getattr opens a small file and stats it RoundTrips times through the open file (fstat), timing
 // each Stat into env.Latencies. Through govirtiofs with CacheNone every File.Stat is one GETATTR
 // round trip, so the guest and the host can be compared on the round trip alone, without the
-// path walks and allocations that make a stat-cold operation cost far more client CPU under TCG.
+// path walks and allocations that make a stat-cold operation cost far more client CPU under TCG;
+// on a govirtiofs client that collects them ([Govirtiofs.RT]) the GETATTRs' transport round trips
+// go into env.RoundTrips.
 func getattr(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	name := env.names()[0]
 	f, err := fsys.Open(name)
@@ -386,6 +392,14 @@ func getattr(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	defer f.Close()
 	lat := make([]time.Duration, env.Sizes.RoundTrips)
 	want := int64(env.Sizes.SmallFileSize)
+	var rt *RoundTrips
+	if r, ok := fsys.(roundTripper); ok {
+		rt = r.roundTrips()
+	}
+	if rt != nil {
+		rt.start()
+		defer func() { env.RoundTrips = rt.stop() }()
+	}
 	for i := range lat {
 		if i%256 == 0 {
 			if err := ctx.Err(); err != nil {

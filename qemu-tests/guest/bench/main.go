@@ -93,7 +93,8 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 			return err
 		}
 	}
-	fss, err := openAll(ctx, userspace)
+	rts := map[string]*bench.RoundTrips{}
+	fss, err := openAll(ctx, userspace, rts)
 	defer func() {
 		for _, fsys := range fss {
 			fsys.Close()
@@ -114,7 +115,7 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 		Progress: func(s string) { fmt.Println("bench: " + s) },
 	}
 	for _, name := range bench.GovirtiofsClients {
-		cfg.Clients = append(cfg.Clients, bench.GovirtiofsShared(name, fss[name]))
+		cfg.Clients = append(cfg.Clients, bench.GovirtiofsShared(name, fss[name], rts[name]))
 	}
 	cfg.Clients = append(cfg.Clients, bench.KernelVirtiofsClient(bench.KernelVirtiofsTag, mnt))
 	for _, c := range []string{"none", "loose", "mmap"} {
@@ -193,7 +194,9 @@ func writeProfiles(fsys *govirtiofs.FS, dir string, profiles map[string]*bytes.B
 // (and so resets) every unbound virtio-fs device it meets, in address order, until one has the
 // tag, so each Open must find its device before it reaches one that is already open. It returns
 // the FSes opened so far, by client name, also on error.
-func openAll(ctx context.Context, devs []device) (map[string]*govirtiofs.FS, error) {
+//
+// Each FS reports its GETATTR round trips to rts[name], set here (bench.RoundTrips).
+func openAll(ctx context.Context, devs []device, rts map[string]*bench.RoundTrips) (map[string]*govirtiofs.FS, error) {
 	byTag := map[string]string{}
 	for name, tag := range bench.GovirtiofsTags {
 		byTag[tag] = name
@@ -209,11 +212,12 @@ func openAll(ctx context.Context, devs []device) (map[string]*govirtiofs.FS, err
 			return fss, err
 		}
 		t := time.Now()
-		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode})
+		rt := bench.NewRoundTrips(bench.OpGetattr)
+		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode, OnRoundTrip: rt.Observe})
 		if err != nil {
 			return fss, fmt.Errorf("%s: %w", name, err)
 		}
-		fss[name] = fsys
+		fss[name], rts[name] = fsys, rt
 		fmt.Printf("bench: %s: govirtiofs.Open(%q) on %s took %v\n", name, devs[i].tag, devs[i].addr, time.Since(t).Round(time.Millisecond))
 	}
 	for name := range bench.GovirtiofsTags {
