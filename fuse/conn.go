@@ -252,6 +252,13 @@ type request struct {
 	// precedence over the context's: the client filesystem's hot paths
 	// pass them so, which costs no context.WithValue per request.
 	creds *vfs.Credentials
+	// bgConn, bgUnique and bgWaiter are the state of a request sent by
+	// Conn.background while it is in flight; sendDone is its
+	// r.backgroundReply, made once and kept while r is pooled.
+	bgConn   *Conn
+	bgUnique uint64
+	bgWaiter backgroundWaiter
+	sendDone func(n int, err error)
 	// small holds buf and out of a request that fits: every metadata
 	// request with one name of up to NameMax bytes, and RENAME's two.
 	small [smallRequestSize]byte

@@ -28,6 +28,10 @@ type fileHandle struct {
 	// FOPEN_DIRECT_IO). Immutable.
 	direct bool
 
+	// releaseHeld says the RELEASE in flight holds an inode reference.
+	// Written by Release before the RELEASE is sent, read when it is done.
+	releaseHeld bool
+
 	flockUsed atomic.Bool // a flock(2) lock was taken: RELEASE unlocks it
 	posixUsed atomic.Bool // a POSIX lock request was sent: FLUSH drops them
 	wrote     atomic.Bool // a WRITE was sent or data buffered through f
@@ -72,6 +76,17 @@ func (f *fileHandle) ctx(ctx context.Context) context.Context {
 // writeback reports whether writes to f are buffered.
 func (f *fileHandle) writeback() bool { return f.fs.writeback && !f.direct }
 
+// flushDirty writes back the inode's dirty pages (inode.flushDirty, whose
+// WRITEs carry a writer's credentials). Only a filesystem with writeback
+// has any: without it this returns at once instead of taking four locks
+// to find none, on every direct read and every close.
+func (f *fileHandle) flushDirty(ctx context.Context) error {
+	if !f.fs.writeback {
+		return nil
+	}
+	return f.ino.flushDirty(ctx)
+}
+
 // Read implements vfs.FileDescriptionImpl.Read: through the page cache,
 // or straight to the server for direct I/O (Linux fuse_file_read_iter).
 // In CacheAuto, expired attributes are refreshed first, so that a change
@@ -81,18 +96,16 @@ func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, erro
 		return 0, nil
 	}
 	if f.direct {
-		ctx = f.ctx(ctx)
 		// Direct reads must see what was written through the cache.
-		if err := f.ino.flushDirty(ctx); err != nil {
+		if err := f.flushDirty(ctx); err != nil {
 			return 0, err
 		}
 		return f.readDirect(ctx, dst, off)
 	}
 	if f.fs.opts.Cache == CacheAuto {
-		if _, ok := f.ino.cachedAttr(); !ok {
-			if _, err := f.ino.getattr(f.ctx(ctx), f, false); err != nil {
-				return 0, err
-			}
+		// getattr answers from the cache while it is valid.
+		if _, err := f.ino.getattr(ctx, nil, f, false); err != nil {
+			return 0, err
 		}
 	}
 	// readCached adds the credentials if it sends a READ.
@@ -100,18 +113,19 @@ func (f *fileHandle) Read(ctx context.Context, dst []byte, off int64) (int, erro
 }
 
 // readDirect reads straight into dst, with READs of at most max_pages,
-// several in flight; it stops at a short one (Linux fuse_direct_io).
+// several in flight; it stops at a short one (Linux fuse_direct_io). The
+// READs carry the opener's credentials.
 func (f *fileHandle) readDirect(ctx context.Context, dst []byte, off int64) (int, error) {
 	size, count := splitIO(len(dst), f.fs.params.MaxPages*pageSize)
 	if count == 1 {
 		// No closure: one READ allocates nothing here.
 		f.fs.reads.Add(1)
-		return f.fs.conn.Read(ctx, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off), Flags: uint32(f.flags)}, dst)
+		return f.fs.conn.read(ctx, &f.creds, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off), Flags: uint32(f.flags)}, dst)
 	}
 	read := func(i int) (int, error) {
 		chunk := dst[i*size : min((i+1)*size, len(dst))]
 		f.fs.reads.Add(1)
-		return f.fs.conn.Read(ctx, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk)
+		return f.fs.conn.read(ctx, &f.creds, f.ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk)
 	}
 	ns := make([]int, count)
 	errs := make([]error, count)
@@ -142,10 +156,9 @@ func (f *fileHandle) readDirect(ctx context.Context, dst []byte, off int64) (int
 // fresh attributes (or the local size with writeback); the server, which
 // opened the file O_APPEND, appends in any case.
 func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending bool) (int, int64, error) {
-	ctx = f.ctx(ctx)
 	ino := f.ino
 	if appending {
-		a, err := ino.getattr(ctx, f, !f.writeback())
+		a, err := ino.getattr(ctx, nil, f, !f.writeback())
 		if err != nil {
 			return 0, 0, err
 		}
@@ -161,13 +174,14 @@ func (f *fileHandle) Write(ctx context.Context, src []byte, off int64, appending
 		f.wrote.Store(true)
 	}
 	if f.writeback() {
+		ctx = f.ctx(ctx)
 		if !appending {
 			// The local size starts from the server's.
 			ino.mu.Lock()
 			known := ino.wb.size >= 0 || ino.attrValidLocked()
 			ino.mu.Unlock()
 			if !known {
-				if _, err := ino.getattr(ctx, f, false); err != nil {
+				if _, err := ino.getattr(ctx, nil, f, false); err != nil {
 					return 0, 0, err
 				}
 			}
@@ -210,14 +224,14 @@ func (f *fileHandle) writeThrough(ctx context.Context, src []byte, off int64, ap
 	if count == 1 {
 		// One WRITE: no slices of results nor closures to allocate.
 		f.fs.writes.Add(1)
-		n, err := f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off), Flags: uint32(f.flags)}, src)
+		n, err := f.fs.conn.write(ctx, &f.creds, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off), Flags: uint32(f.flags)}, src)
 		f.wroteThrough(src, off, n, true)
 		return n, err
 	}
 	chunk := func(i int) []byte { return src[i*size : min((i+1)*size, len(src))] }
 	write := func(i int) (int, error) {
 		f.fs.writes.Add(1)
-		return f.fs.conn.Write(ctx, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk(i))
+		return f.fs.conn.write(ctx, &f.creds, ino.nodeid, WriteIn{Fh: f.fh, Offset: uint64(off) + uint64(i*size), Flags: uint32(f.flags)}, chunk(i))
 	}
 	ns := make([]int, count)
 	errs := make([]error, count)
@@ -274,7 +288,7 @@ func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64,
 	ctx = f.ctx(ctx)
 	switch whence {
 	case unix.SEEK_END:
-		a, err := f.ino.getattr(ctx, f, false)
+		a, err := f.ino.getattr(ctx, nil, f, false)
 		if err != nil {
 			return 0, err
 		}
@@ -287,7 +301,7 @@ func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64,
 		if offset < 0 {
 			return 0, syscall.ENXIO
 		}
-		if err := f.ino.flushDirty(ctx); err != nil {
+		if err := f.flushDirty(ctx); err != nil {
 			return 0, err
 		}
 		if !f.fs.noLseek.Load() {
@@ -297,7 +311,7 @@ func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64,
 			}
 			f.fs.noLseek.Store(true)
 		}
-		a, err := f.ino.getattr(ctx, f, false)
+		a, err := f.ino.getattr(ctx, nil, f, false)
 		if err != nil {
 			return 0, err
 		}
@@ -315,10 +329,7 @@ func (f *fileHandle) Seek(ctx context.Context, offset int64, whence int) (int64,
 // Stat implements vfs.FileDescriptionImpl.Stat (FUSE GETATTR with the
 // handle, or the attribute cache).
 func (f *fileHandle) Stat(ctx context.Context) (vfs.Statx, error) {
-	if a, ok := f.ino.cachedAttr(); ok {
-		return statx(&a), nil
-	}
-	a, err := f.ino.getattr(f.ctx(ctx), f, false)
+	a, err := f.ino.getattr(ctx, nil, f, false)
 	if err != nil {
 		return vfs.Statx{}, err
 	}
@@ -328,7 +339,7 @@ func (f *fileHandle) Stat(ctx context.Context) (vfs.Statx, error) {
 // SetStat implements vfs.FileDescriptionImpl.SetStat (FUSE SETATTR with
 // the handle).
 func (f *fileHandle) SetStat(ctx context.Context, opts *vfs.SetStatOptions) (vfs.Statx, error) {
-	return f.ino.setattr(f.ctx(ctx), f, opts)
+	return f.ino.setattr(ctx, nil, f, opts)
 }
 
 // Sync implements vfs.FileDescriptionImpl.Sync: writeback, then FSYNC or
@@ -351,7 +362,7 @@ func (f *fileHandle) Sync(ctx context.Context, dataOnly bool) error {
 		}
 		return err
 	}
-	if err := f.ino.flushDirty(ctx); err != nil {
+	if err := f.flushDirty(ctx); err != nil {
 		return err
 	}
 	if f.fs.noFsync.Load() {
@@ -518,12 +529,11 @@ func (f *fileHandle) Flush(ctx context.Context) error {
 	if f.dir {
 		return nil
 	}
-	ctx = f.ctx(ctx)
-	err := f.ino.flushDirty(ctx)
+	err := f.flushDirty(ctx)
 	if f.openFlags&OpenNoFlush != 0 || f.fs.noFlush.Load() || !f.wrote.Load() && !f.posixUsed.Load() {
 		return err
 	}
-	ferr := f.fs.conn.Flush(ctx, f.ino.nodeid, f.fh, f.owner)
+	ferr := f.fs.conn.flush(ctx, &f.creds, f.ino.nodeid, f.fh, f.owner)
 	if ferr == syscall.ENOSYS {
 		f.fs.noFlush.Store(true)
 		ferr = nil
@@ -559,7 +569,7 @@ func (f *fileHandle) Release(ctx context.Context) {
 		ino.flushMu.Unlock()
 		if last {
 			// A failed writeback leaves dirty data nobody can write.
-			ino.flushDirty(ctx)
+			f.flushDirty(ctx)
 		}
 	}
 	in := ReleaseIn{Fh: f.fh, Flags: uint32(f.flags)}
@@ -593,8 +603,13 @@ func (f *fileHandle) Release(ctx context.Context) {
 	if f.dir {
 		op = OpReleasedir
 	}
-	fs.conn.releaseBackground(ctx, &f.creds, op, ino.nodeid, in, func(err error) { f.releaseDone(err, held) })
+	f.releaseHeld = held
+	fs.conn.releaseBackground(ctx, &f.creds, op, ino.nodeid, in, f)
 }
+
+// backgroundDone implements backgroundWaiter: the background RELEASE of
+// Release is done.
+func (f *fileHandle) backgroundDone(err error) { f.releaseDone(err, f.releaseHeld) }
 
 // releaseDone ends the RELEASE of Release: it logs a failure and drops the
 // inode reference the RELEASE held. For a background RELEASE it runs on

@@ -382,17 +382,7 @@ func (fs *Filesystem) entryValid(d time.Duration) time.Duration {
 // create_new_entry).
 func (fs *Filesystem) entry(en *Entry) vfs.Entry {
 	ino := fs.iget(en)
-	var attr *vfs.Statx
-	if fs.opts.Cache == CacheNone {
-		// Getattr would ask the server again: let a stat use these.
-		ino.mu.Lock()
-		a := ino.attrLocked()
-		ino.mu.Unlock()
-		st := statx(&a)
-		attr = &st
-	}
-	return vfs.Entry{
-		Attr:  attr,
+	e := vfs.Entry{
 		Inode: ino,
 		Mode:  en.Attr.Mode,
 		Valid: fs.entryValid(en.EntryValid),
@@ -401,6 +391,14 @@ func (fs *Filesystem) entry(en *Entry) vfs.Entry {
 		// FUSE_ATTR_SUBMOUNT, as Linux fc->auto_submounts expects.
 		Submount: en.Attr.Mode&ModeType == ModeDir && en.Attr.Flags&AttrSubmount != 0,
 	}
+	if fs.opts.Cache == CacheNone {
+		// Getattr would ask the server again: let a stat use these.
+		ino.mu.Lock()
+		a := ino.attrLocked()
+		ino.mu.Unlock()
+		e.HasAttr, e.Attr = true, statx(&a)
+	}
+	return e
 }
 
 // Lookup implements vfs.FilesystemImpl.Lookup (FUSE LOOKUP).
@@ -481,7 +479,7 @@ func (fs *Filesystem) Getattr(ctx context.Context, creds *vfs.Credentials, i vfs
 	if a, ok := ino.cachedAttr(); ok {
 		return statx(&a), nil
 	}
-	a, err := ino.getattr(withCreds(ctx, creds), nil, false)
+	a, err := ino.getattr(ctx, creds, nil, false)
 	if err != nil {
 		return vfs.Statx{}, err
 	}
@@ -494,7 +492,7 @@ func (fs *Filesystem) Setattr(ctx context.Context, creds *vfs.Credentials, i vfs
 	if err != nil {
 		return vfs.Statx{}, err
 	}
-	return ino.setattr(withCreds(ctx, creds), nil, opts)
+	return ino.setattr(ctx, creds, nil, opts)
 }
 
 // Readlink implements vfs.FilesystemImpl.Readlink (FUSE READLINK). Except
@@ -538,10 +536,9 @@ func (fs *Filesystem) Create(ctx context.Context, creds *vfs.Credentials, dir vf
 	if err != nil {
 		return vfs.Entry{}, nil, err
 	}
-	ctx = withCreds(ctx, creds)
 	mode = mode&0o7777 | ModeReg
 	if !fs.noCreate.Load() {
-		en, out, err := fs.conn.Create(ctx, d.nodeid, name, uint32(flags), mode, 0)
+		en, out, err := fs.conn.create(ctx, creds, d.nodeid, name, uint32(flags), mode, 0)
 		if err == nil {
 			d.invalidateAttr()
 			e := fs.entry(&en)
@@ -553,7 +550,7 @@ func (fs *Filesystem) Create(ctx context.Context, creds *vfs.Credentials, dir vf
 		}
 		fs.noCreate.Store(true)
 	}
-	en, err := fs.conn.Mknod(ctx, d.nodeid, name, mode, 0, 0)
+	en, err := fs.conn.Mknod(withCreds(ctx, creds), d.nodeid, name, mode, 0, 0)
 	if err != nil {
 		return vfs.Entry{}, nil, err
 	}
@@ -623,20 +620,21 @@ func (fs *Filesystem) newEntry(dir vfs.Inode, req func(d *inode) (Entry, error))
 // and the victim's attributes (mtime, nlink) are invalidated, as Linux
 // fuse_unlink does with fuse_invalidate_attr and drop_nlink.
 func (fs *Filesystem) Unlink(ctx context.Context, creds *vfs.Credentials, dir vfs.Inode, name string, child vfs.Inode) error {
-	return fs.remove(ctx, creds, dir, name, child, fs.conn.Unlink)
+	return fs.remove(ctx, creds, dir, name, child, OpUnlink)
 }
 
 // Rmdir implements vfs.FilesystemImpl.Rmdir (FUSE RMDIR).
 func (fs *Filesystem) Rmdir(ctx context.Context, creds *vfs.Credentials, dir vfs.Inode, name string, child vfs.Inode) error {
-	return fs.remove(ctx, creds, dir, name, child, fs.conn.Rmdir)
+	return fs.remove(ctx, creds, dir, name, child, OpRmdir)
 }
 
-func (fs *Filesystem) remove(ctx context.Context, creds *vfs.Credentials, dir vfs.Inode, name string, child vfs.Inode, op func(context.Context, uint64, string) error) error {
+// remove sends UNLINK or RMDIR (op).
+func (fs *Filesystem) remove(ctx context.Context, creds *vfs.Credentials, dir vfs.Inode, name string, child vfs.Inode, op Opcode) error {
 	d, err := fs.inodeOf(dir)
 	if err != nil {
 		return err
 	}
-	if err := op(withCreds(ctx, creds), d.nodeid, name); err != nil {
+	if err := fs.conn.nameOp(ctx, creds, op, d.nodeid, name); err != nil {
 		return err
 	}
 	d.invalidateAttr()
@@ -724,7 +722,7 @@ func (fs *Filesystem) Open(ctx context.Context, creds *vfs.Credentials, i vfs.In
 	f := fs.newFile(ino, creds, flags&^syscall.O_TRUNC, &out, false)
 	if trunc {
 		if oflags&syscall.O_TRUNC == 0 {
-			if _, err := ino.setattr(ctx, f, &vfs.SetStatOptions{Mask: vfs.SetSize}); err != nil {
+			if _, err := ino.setattr(ctx, creds, f, &vfs.SetStatOptions{Mask: vfs.SetSize}); err != nil {
 				f.Release(ctx)
 				return nil, err
 			}

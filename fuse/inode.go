@@ -231,10 +231,11 @@ func (ino *inode) dropNlink() {
 
 // getattr returns the attributes, from the cache while valid unless force
 // (Linux fuse_update_get_attr). f, if not nil, is an open file whose
-// handle the GETATTR carries.
+// handle and opener's credentials the GETATTR carries; otherwise it
+// carries creds, if not nil.
 //
 // Errors: the GETATTR's; EIO if the server reports another file type.
-func (ino *inode) getattr(ctx context.Context, f *fileHandle, force bool) (Attr, error) {
+func (ino *inode) getattr(ctx context.Context, creds *vfs.Credentials, f *fileHandle, force bool) (Attr, error) {
 	ino.mu.Lock()
 	if !force && ino.attrValidLocked() {
 		a := ino.attrLocked()
@@ -245,10 +246,13 @@ func (ino *inode) getattr(ctx context.Context, f *fileHandle, force bool) (Attr,
 	ino.mu.Unlock()
 	var flags uint32
 	var fh uint64
-	if f != nil && !f.dir {
-		flags, fh = GetattrFh, f.fh
+	if f != nil {
+		creds = &f.creds
+		if !f.dir {
+			flags, fh = GetattrFh, f.fh
+		}
 	}
-	out, err := ino.fs.conn.Getattr(ctx, ino.nodeid, flags, fh)
+	out, err := ino.fs.conn.getattr(ctx, creds, ino.nodeid, flags, fh)
 	if err != nil {
 		return Attr{}, err
 	}
@@ -284,8 +288,12 @@ func (ino *inode) typeChanged(a *Attr) error {
 }
 
 // setattr sends SETATTR (Linux fuse_do_setattr). A size change first
-// writes back dirty data, then drops the cache beyond the new size.
-func (ino *inode) setattr(ctx context.Context, f *fileHandle, opts *vfs.SetStatOptions) (vfs.Statx, error) {
+// writes back dirty data, then drops the cache beyond the new size. The
+// requests carry the credentials of f if not nil, else creds if not nil.
+func (ino *inode) setattr(ctx context.Context, creds *vfs.Credentials, f *fileHandle, opts *vfs.SetStatOptions) (vfs.Statx, error) {
+	if f != nil {
+		creds = &f.creds
+	}
 	var in SetattrIn
 	m := opts.Mask
 	if m&vfs.SetMode != 0 {
@@ -323,7 +331,7 @@ func (ino *inode) setattr(ctx context.Context, f *fileHandle, opts *vfs.SetStatO
 		in.Fh = f.fh
 	}
 	if in.Valid&SetattrSize != 0 {
-		if err := ino.flushDirty(ctx); err != nil {
+		if err := ino.flushDirty(withCreds(ctx, creds)); err != nil {
 			return vfs.Statx{}, err
 		}
 		if f != nil {
@@ -335,7 +343,7 @@ func (ino *inode) setattr(ctx context.Context, f *fileHandle, opts *vfs.SetStatO
 	ino.invalidateAttrLocked()
 	v := ino.attrVersion
 	ino.mu.Unlock()
-	out, err := ino.fs.conn.Setattr(ctx, ino.nodeid, in)
+	out, err := ino.fs.conn.setattr(ctx, creds, ino.nodeid, &in)
 	if err != nil {
 		return vfs.Statx{}, err
 	}

@@ -94,17 +94,32 @@ func (c *Conn) BatchForget(ctx context.Context, forgets []ForgetOne) error {
 // GetattrFh the server reads them through open file fh. The caller checks
 // that the file type did not change (Linux fuse_change_attributes).
 func (c *Conn) Getattr(ctx context.Context, nodeid uint64, flags uint32, fh uint64) (AttrOut, error) {
-	r := c.newRequest(OpGetattr, nodeid, getattrInSize, attrOutSize)
-	(&getattrIn{Flags: flags, Fh: fh}).encode(r.args())
-	return call(ctx, c, r, func(rep reply) (AttrOut, error) { return decodeAttrOut(rep.payload) })
+	return c.getattr(ctx, nil, nodeid, flags, fh)
 }
+
+// getattr is Getattr with the request's credentials, if creds is not nil.
+func (c *Conn) getattr(ctx context.Context, creds *vfs.Credentials, nodeid uint64, flags uint32, fh uint64) (AttrOut, error) {
+	r := c.newRequest(OpGetattr, nodeid, getattrInSize, attrOutSize)
+	r.creds = creds
+	(&getattrIn{Flags: flags, Fh: fh}).encode(r.args())
+	return call(ctx, c, r, decodeAttrOutReply)
+}
+
+// decodeAttrOutReply decodes a GETATTR or SETATTR reply.
+func decodeAttrOutReply(rep reply) (AttrOut, error) { return decodeAttrOut(rep.payload) }
 
 // Setattr changes the attributes of nodeid named in in.Valid
 // (FUSE_SETATTR) and returns the new ones.
 func (c *Conn) Setattr(ctx context.Context, nodeid uint64, in SetattrIn) (AttrOut, error) {
+	return c.setattr(ctx, nil, nodeid, &in)
+}
+
+// setattr is Setattr with the request's credentials, if creds is not nil.
+func (c *Conn) setattr(ctx context.Context, creds *vfs.Credentials, nodeid uint64, in *SetattrIn) (AttrOut, error) {
 	r := c.newRequest(OpSetattr, nodeid, setattrInSize, attrOutSize)
+	r.creds = creds
 	in.encode(r.args())
-	return call(ctx, c, r, func(rep reply) (AttrOut, error) { return decodeAttrOut(rep.payload) })
+	return call(ctx, c, r, decodeAttrOutReply)
 }
 
 // pathMax is PATH_MAX: a symlink target is shorter.
@@ -176,23 +191,25 @@ func (c *Conn) Mkdir(ctx context.Context, parent uint64, name string, mode, umas
 
 // nameOp sends a request whose only argument is a name and whose reply is
 // empty.
-func (c *Conn) nameOp(ctx context.Context, op Opcode, nodeid uint64, name string) error {
+// The request carries creds, if not nil.
+func (c *Conn) nameOp(ctx context.Context, creds *vfs.Credentials, op Opcode, nodeid uint64, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
 	r := c.newRequest(op, nodeid, len(name)+1, 0)
+	r.creds = creds
 	putName(r.args(), name)
 	return c.callEmpty(ctx, r)
 }
 
 // Unlink removes the non-directory name from parent (FUSE_UNLINK).
 func (c *Conn) Unlink(ctx context.Context, parent uint64, name string) error {
-	return c.nameOp(ctx, OpUnlink, parent, name)
+	return c.nameOp(ctx, nil, OpUnlink, parent, name)
 }
 
 // Rmdir removes the empty directory name from parent (FUSE_RMDIR).
 func (c *Conn) Rmdir(ctx context.Context, parent uint64, name string) error {
-	return c.nameOp(ctx, OpRmdir, parent, name)
+	return c.nameOp(ctx, nil, OpRmdir, parent, name)
 }
 
 // renameOp encodes RENAME (argSize 8) and RENAME2 (16).
@@ -295,10 +312,16 @@ func (c *Conn) read(ctx context.Context, creds *vfs.Credentials, nodeid uint64, 
 // Errors: EINVAL if len(data) exceeds Params.MaxWrite; EIO if the server
 // claims more than len(data).
 func (c *Conn) Write(ctx context.Context, nodeid uint64, in WriteIn, data []byte) (int, error) {
+	return c.write(ctx, nil, nodeid, in, data)
+}
+
+// write is Write with the request's credentials, if creds is not nil.
+func (c *Conn) write(ctx context.Context, creds *vfs.Credentials, nodeid uint64, in WriteIn, data []byte) (int, error) {
 	if p := c.params.Load(); p != nil && len(data) > int(p.MaxWrite) {
 		return 0, syscall.EINVAL
 	}
 	r := c.newRequest(OpWrite, nodeid, writeInSize, writeOutSize)
+	r.creds = creds
 	in.encode(r.args(), uint32(len(data)))
 	r.data = data
 	n, err := call(ctx, c, r, func(rep reply) (uint32, error) { return decodeWriteOut(rep.payload, uint64(len(data))) })
@@ -329,7 +352,7 @@ func (c *Conn) Releasedir(ctx context.Context, nodeid uint64, in ReleaseIn) erro
 // Releasedir do, without waiting for the reply (Linux fuse_file_put's
 // fuse_simple_background): done gets what they would have returned. The
 // request carries creds.
-func (c *Conn) releaseBackground(ctx context.Context, creds *vfs.Credentials, op Opcode, nodeid uint64, in ReleaseIn, done func(error)) {
+func (c *Conn) releaseBackground(ctx context.Context, creds *vfs.Credentials, op Opcode, nodeid uint64, in ReleaseIn, done backgroundWaiter) {
 	r := c.newRequest(op, nodeid, releaseInSize, 0)
 	r.creds = creds
 	in.encode(r.args())
@@ -432,12 +455,18 @@ func (c *Conn) Listxattr(ctx context.Context, nodeid uint64, buf []byte) (int, e
 // Removexattr removes extended attribute name of nodeid
 // (FUSE_REMOVEXATTR).
 func (c *Conn) Removexattr(ctx context.Context, nodeid uint64, name string) error {
-	return c.nameOp(ctx, OpRemovexattr, nodeid, name)
+	return c.nameOp(ctx, nil, OpRemovexattr, nodeid, name)
 }
 
 // Flush is sent on each close(2) of open file fh (FUSE_FLUSH).
 func (c *Conn) Flush(ctx context.Context, nodeid, fh, lockOwner uint64) error {
+	return c.flush(ctx, nil, nodeid, fh, lockOwner)
+}
+
+// flush is Flush with the request's credentials, if creds is not nil.
+func (c *Conn) flush(ctx context.Context, creds *vfs.Credentials, nodeid, fh, lockOwner uint64) error {
 	r := c.newRequest(OpFlush, nodeid, flushInSize, 0)
+	r.creds = creds
 	(&flushIn{Fh: fh, LockOwner: lockOwner}).encode(r.args())
 	return c.callEmpty(ctx, r)
 }
@@ -573,10 +602,16 @@ func (c *Conn) Access(ctx context.Context, nodeid uint64, mask uint32) error {
 // and OPEN. QEMU 7.2's virtiofsd aborts (glibc "O_CREAT without mode")
 // on a CREATE without O_EXCL of an existing file.
 func (c *Conn) Create(ctx context.Context, parent uint64, name string, flags, mode, umask uint32) (Entry, OpenOut, error) {
+	return c.create(ctx, nil, parent, name, flags, mode, umask)
+}
+
+// create is Create with the request's credentials, if creds is not nil.
+func (c *Conn) create(ctx context.Context, creds *vfs.Credentials, parent uint64, name string, flags, mode, umask uint32) (Entry, OpenOut, error) {
 	if err := checkName(name); err != nil {
 		return Entry{}, OpenOut{}, err
 	}
 	r := c.newRequest(OpCreate, parent, createInSize+len(name)+1, entryOutSize+openOutSize)
+	r.creds = creds
 	a := r.args()
 	(&createIn{Flags: flags, Mode: mode, Umask: umask}).encode(a)
 	putName(a[createInSize:], name)

@@ -65,35 +65,59 @@ type AsyncSender interface {
 	Send(ctx context.Context, in, out [][]byte, done func(n int, err error)) error
 }
 
+// backgroundWaiter is told the result of a request sent by background.
+// An interface rather than a func: the open file that sends its RELEASE
+// is one already, where a closure would be an allocation per close.
+type backgroundWaiter interface {
+	// backgroundDone gets what callEmpty would have returned. It runs
+	// on a goroutine of the Sender, or of background, holding no lock.
+	backgroundDone(err error)
+}
+
 // background sends r, whose reply carries no payload, without waiting for
-// the reply (Linux fuse_simple_background) and calls done once with what
-// callEmpty would have returned: through the Sender's Send when it is an
-// AsyncSender, from a goroutine of its own otherwise. done may run before
-// background returns.
-func (c *Conn) background(ctx context.Context, r *request, done func(error)) {
+// the reply (Linux fuse_simple_background) and calls done.backgroundDone
+// once with what callEmpty would have returned: through the Sender's Send
+// when it is an AsyncSender, from a goroutine of its own otherwise. done
+// may run before background returns. r goes back to the request pool
+// once its reply has been checked.
+func (c *Conn) background(ctx context.Context, r *request, done backgroundWaiter) {
 	as, ok := c.s.(AsyncSender)
 	if !ok {
-		go func() { done(c.callEmpty(ctx, r)) }()
+		go func() { done.backgroundDone(c.callEmpty(ctx, r)) }()
 		return
 	}
 	if err := c.ready(r.op); err != nil {
-		done(err)
+		done.backgroundDone(err)
 		return
 	}
 	unique := c.nextUnique()
 	if err := c.fillHeader(ctx, r, unique); err != nil {
-		done(err)
+		done.backgroundDone(err)
 		return
 	}
-	err := as.Send(ctx, r.in(), r.outVec(), func(n int, err error) {
-		if err == nil {
-			err = c.checkEmptyReply(r, unique, n)
-		}
-		done(err)
-	})
-	if err != nil {
-		done(err)
+	r.bgConn, r.bgUnique, r.bgWaiter = c, unique, done
+	if r.sendDone == nil {
+		// Made once per request object: a pooled request keeps it.
+		r.sendDone = r.backgroundReply
 	}
+	if err := as.Send(ctx, r.in(), r.outVec(), r.sendDone); err != nil {
+		r.bgConn, r.bgWaiter = nil, nil
+		done.backgroundDone(err)
+	}
+}
+
+// backgroundReply is the AsyncSender's done of a request sent by
+// background: it checks the reply, frees r if the transport is done with
+// its buffers (a reply came), and tells the waiter.
+func (r *request) backgroundReply(n int, err error) {
+	c, done := r.bgConn, r.bgWaiter
+	r.bgConn, r.bgWaiter = nil, nil
+	if err == nil {
+		err = c.checkEmptyReply(r, r.bgUnique, n)
+		r.answered = true
+	}
+	r.free()
+	done.backgroundDone(err)
 }
 
 // checkEmptyReply validates the n-byte reply in r.out to a request whose

@@ -306,9 +306,9 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 	defer v.decRef(d)
 	var st Statx
 	switch {
-	case w.fresh == d && w.freshAttr != nil:
+	case w.fresh == d:
 		// The walk's own lookup of d carried the attributes.
-		st = *w.freshAttr
+		st = w.freshAttr
 	default:
 		if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
 			return Statx{}, err

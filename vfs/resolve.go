@@ -27,10 +27,10 @@ type walker struct {
 	start     int64
 	startTime time.Time
 	// fresh is the dentry of the last lookup this walk sent to the
-	// filesystem, and freshAttr the attributes its reply carried
-	// (Entry.Attr), or nil.
+	// filesystem whose reply carried attributes (Entry.HasAttr), and
+	// freshAttr those attributes.
 	fresh     *Dentry
-	freshAttr *Statx
+	freshAttr Statx
 }
 
 // now returns the walk's clock reading.
@@ -183,7 +183,7 @@ func (w *walker) lookupChild(dir *Dentry, name string, cross, dirLocked bool) (*
 		c = v.crossLocked(c)
 	}
 	v.unlock()
-	if c != nil && e.Attr != nil && c.inode == e.Inode {
+	if c != nil && e.HasAttr && c.inode == e.Inode {
 		w.fresh, w.freshAttr = c, e.Attr
 	}
 	return c, nil

@@ -135,13 +135,15 @@ type Entry struct {
 	// (FUSE_ATTR_SUBMOUNT): vfs mounts it with its own device number and
 	// walks cross into it. Only meaningful for directories.
 	Submount bool
-	// Attr, if not nil, are the node's attributes as the lookup reply
+	// HasAttr says Attr holds the node's attributes as the lookup reply
 	// carried them (FUSE fuse_entry_out.attr). A stat whose walk just
 	// made this lookup answers with them instead of calling Getattr,
 	// which could say nothing newer (Dev is filled in by vfs). A
 	// filesystem whose Getattr is answered from a cache anyway may leave
-	// it nil.
-	Attr *Statx
+	// it unset. Attr is a value, not a pointer, so that a lookup reply
+	// costs no allocation for it.
+	HasAttr bool
+	Attr    Statx
 }
 
 // LockRequest is a byte-range or whole-file lock request (FUSE

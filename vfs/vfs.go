@@ -54,7 +54,8 @@ type VirtualFilesystem struct {
 	mounts           int
 	nextDev          uint64
 	closed           bool
-	// pending are inode references to release once mu is dropped.
+	// pending are inode references to release once mu is dropped. Its
+	// array is kept from one locked section to the next (see unlock).
 	pending []Inode
 
 	// Immutable.
@@ -103,10 +104,25 @@ func deadline(now int64, valid time.Duration) int64 {
 }
 
 // unlock drops mu and then releases the inode references that the locked
-// section dropped, so that Release never runs under mu.
+// section dropped, so that Release never runs under mu. A few references
+// (a lookup that found its dentry cached hands back one) are copied out
+// to the stack, and pending keeps its array: a fresh slice per locked
+// section was an allocation per LOOKUP in cache none.
 func (v *VirtualFilesystem) unlock() {
-	p := v.pending
-	v.pending = nil
+	if len(v.pending) == 0 {
+		v.mu.Unlock()
+		return
+	}
+	var buf [4]Inode
+	var p []Inode
+	if len(v.pending) <= len(buf) {
+		p = buf[:copy(buf[:], v.pending)]
+		clear(v.pending)
+		v.pending = v.pending[:0]
+	} else {
+		p = v.pending
+		v.pending = nil
+	}
 	v.mu.Unlock()
 	for _, ino := range p {
 		v.fs.Release(ino)
