@@ -31,6 +31,7 @@ type File struct {
 	path   string               // immutable: the path from the share root
 	append bool                 // immutable: opened with O_APPEND
 	closed atomic.Bool
+	info   vfs.InfoSlot // the last Stat's fileInfo (reuseFileInfo)
 }
 
 // Name returns the name of the file as given to Open.
@@ -193,7 +194,7 @@ func (f *File) Stat() (fs.FileInfo, error) {
 	if err != nil {
 		return nil, f.wrapErr("stat", err)
 	}
-	return newFileInfo(basename(f.name), &st), nil
+	return reuseFileInfo(&f.info, basename(f.name), &st), nil
 }
 
 // setStat sends one attribute change through the open file.

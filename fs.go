@@ -298,18 +298,15 @@ func (f *FS) Lstat(name string) (fs.FileInfo, error) {
 
 func (f *FS) stat(p, name string, follow bool) (fs.FileInfo, error) {
 	var st vfs.Statx
-	var err error
-	op := "stat"
-	if follow {
-		st, err = f.vfs.Stat(f.ctx(), &f.creds, p)
-	} else {
-		op = "lstat"
-		st, err = f.vfs.Lstat(f.ctx(), &f.creds, p)
-	}
+	slot, err := f.vfs.StatInfo(f.ctx(), &f.creds, p, follow, &st)
 	if err != nil {
+		op := "stat"
+		if !follow {
+			op = "lstat"
+		}
 		return nil, pathErr(op, name, err)
 	}
-	return newFileInfo(basename(name), &st), nil
+	return reuseFileInfo(slot, basename(name), &st), nil
 }
 
 // basename returns the last element of name, trailing slashes removed, as

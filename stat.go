@@ -21,8 +21,9 @@ type fileInfo struct {
 	sys  syscall.Stat_t
 }
 
-func newFileInfo(name string, st *vfs.Statx) *fileInfo {
-	return &fileInfo{name: name, sys: syscall.Stat_t{
+// fillStat converts st into a struct stat.
+func fillStat(sys *syscall.Stat_t, st *vfs.Statx) {
+	*sys = syscall.Stat_t{
 		Dev:     st.Dev,
 		Ino:     st.Ino,
 		Nlink:   uint64(st.Nlink),
@@ -36,7 +37,25 @@ func newFileInfo(name string, st *vfs.Statx) *fileInfo {
 		Atim:    timespec(st.Atime),
 		Mtim:    timespec(st.Mtime),
 		Ctim:    timespec(st.Ctime),
-	}}
+	}
+}
+
+// reuseFileInfo returns the fileInfo of name with attributes st: the one
+// kept in slot if it says the same (a stat of an unchanged node, which
+// then allocates nothing: an allocation is among the dearest steps of a
+// cached stat under TCG), else a new one, kept there for the next stat.
+// A fileInfo is never changed once made, so handing it out twice is as
+// good as making two (Sys's *syscall.Stat_t is for reading, as package
+// os means it).
+func reuseFileInfo(slot *vfs.InfoSlot, name string, st *vfs.Statx) *fileInfo {
+	var sys syscall.Stat_t
+	fillStat(&sys, st)
+	if fi, _ := slot.Load().(*fileInfo); fi != nil && fi.sys == sys && fi.name == name {
+		return fi
+	}
+	fi := &fileInfo{name: name, sys: sys}
+	slot.Store(fi)
+	return fi
 }
 
 // timespec converts a time to a struct timespec; the zero time is zero.

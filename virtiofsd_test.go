@@ -253,3 +253,60 @@ func BenchmarkReadDir(b *testing.B) {
 		})
 	}
 }
+
+// TestStatReuseVirtiofsd checks that a stat of an unchanged file hands out
+// its last FileInfo again (no allocation when the attributes are cached),
+// and that a change, or another name for the same node, gives a new one
+// while the old one keeps what it said.
+func TestStatReuseVirtiofsd(t *testing.T) {
+	for _, mode := range []CacheMode{CacheNone, CacheAuto, CacheAlways} {
+		t.Run(mode.String(), func(t *testing.T) {
+			f, dir := dialTest(t, Options{Cache: mode}, virtiofsdtest.Options{Cache: mode.String()})
+			if err := os.WriteFile(filepath.Join(dir, "f"), []byte("abc"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			stat := func(name string) fs.FileInfo {
+				t.Helper()
+				fi, err := f.Stat(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fi
+			}
+			fi1, fi2, fi3 := stat("f"), stat("f"), stat("/f")
+			if fi1 != fi2 || fi1 != fi3 {
+				t.Errorf("stats of an unchanged file gave different FileInfos %p %p %p", fi1, fi2, fi3)
+			}
+			if r1, r2 := stat("."), stat("/"); r1.Name() != "." || r2.Name() != "/" || !SameFile(r1, r2) {
+				t.Errorf(`Stat(".") named %q, Stat("/") named %q, same file %v; want ".", "/", true`, r1.Name(), r2.Name(), SameFile(r1, r2))
+			}
+			if err := f.WriteFile("f", []byte("abcde"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if fi4 := stat("f"); fi4 == fi1 || fi4.Size() != 5 || fi1.Size() != 3 {
+				t.Errorf("after a write: new FileInfo %v, size %d, old one's size %d; want new, 5, 3", fi4 != fi1, fi4.Size(), fi1.Size())
+			}
+			file, err := f.Open("f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer file.Close()
+			a, err := file.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := file.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a != b || a.Size() != 5 || a.Name() != "f" {
+				t.Errorf("File.Stat twice: same %v, size %d, name %q; want true, 5, f", a == b, a.Size(), a.Name())
+			}
+			if mode == CacheAlways {
+				if n := testing.AllocsPerRun(100, func() { f.Stat("f") }); n != 0 {
+					t.Errorf("a cached Stat of an unchanged file makes %v allocations, want 0", n)
+				}
+			}
+		})
+	}
+}

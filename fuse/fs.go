@@ -897,7 +897,14 @@ func firstErrno(errs []error) error {
 
 // statx converts FUSE attributes for vfs (which fills in Dev).
 func statx(a *Attr) vfs.Statx {
-	return vfs.Statx{
+	var st vfs.Statx
+	fillStatx(&st, a)
+	return st
+}
+
+// fillStatx is statx into *st.
+func fillStatx(st *vfs.Statx, a *Attr) {
+	*st = vfs.Statx{
 		Ino: a.Ino, Mode: a.Mode, Nlink: a.Nlink, UID: a.UID, GID: a.GID, Rdev: uint64(a.Rdev),
 		Size: a.Size, Blocks: a.Blocks, Blksize: a.Blksize, Atime: a.Atime, Mtime: a.Mtime, Ctime: a.Ctime,
 	}

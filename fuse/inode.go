@@ -165,20 +165,25 @@ func (ino *inode) attrValidLocked() bool {
 var _ vfs.AttrCache = (*Filesystem)(nil)
 
 // CachedGetattr implements vfs.AttrCache: the attributes, as Getattr
-// would return them, while they are valid at now; never a request.
-func (fs *Filesystem) CachedGetattr(i vfs.Inode, now time.Time) (vfs.Statx, bool) {
+// would return them, while they are valid at now; never a request. They
+// go straight from the inode into the result, without an Attr copy
+// between.
+func (fs *Filesystem) CachedGetattr(i vfs.Inode, now time.Time) (st vfs.Statx, ok bool) {
 	ino, ok := i.(*inode)
 	if !ok || ino == nil || ino.fs != fs {
-		return vfs.Statx{}, false
+		return st, false
 	}
 	ino.mu.Lock()
 	if ino.attrDeadline.IsZero() || !now.Before(ino.attrDeadline) {
 		ino.mu.Unlock()
-		return vfs.Statx{}, false
+		return st, false
 	}
-	a := ino.attrLocked()
+	fillStatx(&st, &ino.attr)
+	if ino.wb.size >= 0 {
+		st.Size = uint64(ino.wb.size) // as attrLocked
+	}
 	ino.mu.Unlock()
-	return statx(&a), true
+	return st, true
 }
 
 // cachedAttr returns the attributes as attrLocked does if they are valid.

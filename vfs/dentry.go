@@ -1,6 +1,9 @@
 package vfs
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Dentry is a cached name in a directory of one mount: positive (it holds
 // an inode reference) or negative (the name does not exist, until its
@@ -39,7 +42,17 @@ type Dentry struct {
 	// LRU links, valid while onLRU.
 	lruPrev, lruNext *Dentry
 	onLRU            bool
+
+	// info is the caller's slot (see StatInfo).
+	info InfoSlot
 }
+
+// InfoSlot is where the layer above vfs keeps a value derived from a
+// node's attributes with the node's dentry, so that a stat of an
+// unchanged node can hand it out again instead of building it anew (the
+// facade keeps its last fs.FileInfo there). vfs never reads it. Safe for
+// concurrent use; the value must be of one concrete type.
+type InfoSlot = atomic.Value
 
 // Inode returns the dentry's inode, nil for a negative dentry.
 func (d *Dentry) Inode() Inode { return d.inode }

@@ -213,7 +213,9 @@ type AttrCache interface {
 	// CachedGetattr returns inode's attributes if its cache holds them
 	// and they are valid at now, or false (then vfs calls Getattr). now
 	// is a reading of the clock given to vfs in Options.Now, which the
-	// filesystem must share.
+	// filesystem must share. (The attributes are returned, not stored
+	// through a pointer: a pointer passed to an interface method escapes,
+	// which would make every cached stat allocate.)
 	//
 	// Preconditions: VirtualFilesystem.mu is held (the one filesystem
 	// call made under it), so the method must not block, send a request

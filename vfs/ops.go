@@ -261,17 +261,33 @@ func (v *VirtualFilesystem) newFD(d *Dentry, impl FileDescriptionImpl, creds *Cr
 //
 // Errors: ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, ENOTCONN, the filesystem's.
 func (v *VirtualFilesystem) Stat(ctx context.Context, creds *Credentials, path string) (Statx, error) {
-	return v.stat(ctx, creds, path, true)
+	var st Statx
+	_, err := v.stat(ctx, creds, path, true, &st)
+	return st, err
 }
 
 // Lstat is Stat without following a final symlink (lstat(2)).
 func (v *VirtualFilesystem) Lstat(ctx context.Context, creds *Credentials, path string) (Statx, error) {
-	return v.stat(ctx, creds, path, false)
+	var st Statx
+	_, err := v.stat(ctx, creds, path, false, &st)
+	return st, err
 }
 
-func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path string, follow bool) (Statx, error) {
+// StatInfo is Stat, or Lstat without follow, that stores the attributes
+// in *st and also returns the InfoSlot of the node's dentry. The slot
+// stays usable after the dentry leaves the cache (it is then simply never
+// returned again).
+//
+// Errors: as Stat.
+func (v *VirtualFilesystem) StatInfo(ctx context.Context, creds *Credentials, path string, follow bool, st *Statx) (*InfoSlot, error) {
+	return v.stat(ctx, creds, path, follow, st)
+}
+
+// stat stores the attributes of the node path names in *st and returns
+// its dentry's slot; *st is unspecified on error.
+func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path string, follow bool, st *Statx) (*InfoSlot, error) {
 	if err := checkPath(path); err != nil {
-		return Statx{}, err
+		return nil, err
 	}
 	w := walker{v: v, ctx: ctx, creds: creds}
 	w.now()
@@ -282,11 +298,12 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 			// Path and attributes all cached: no reference, whose
 			// taking and release would only have moved d to the
 			// LRU's recent end.
-			if st, cached := v.attrCache.CachedGetattr(d.inode, w.startTime); cached {
+			var cached bool
+			if *st, cached = v.attrCache.CachedGetattr(d.inode, w.startTime); cached {
 				v.lruTouchLocked(d)
 				st.Dev = d.mount.dev
 				v.mu.Unlock()
-				return st, nil
+				return &d.info, nil
 			}
 		}
 		v.incRefLocked(d)
@@ -295,27 +312,26 @@ func (v *VirtualFilesystem) stat(ctx context.Context, creds *Credentials, path s
 	if !ok {
 		var root *Dentry
 		if root, err = v.rootRef(); err != nil {
-			return Statx{}, err
+			return nil, err
 		}
 		d, err = w.resolve(root, path, follow, false)
 		v.decRef(root)
 	}
 	if err != nil {
-		return Statx{}, err
+		return nil, err
 	}
 	defer v.decRef(d)
-	var st Statx
 	switch {
 	case w.fresh == d:
 		// The walk's own lookup of d carried the attributes.
-		st = w.freshAttr
+		*st = w.freshAttr
 	default:
-		if st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
-			return Statx{}, err
+		if *st, err = d.mount.fs.Getattr(ctx, creds, d.inode); err != nil {
+			return nil, err
 		}
 	}
 	st.Dev = d.mount.dev
-	return st, nil
+	return &d.info, nil
 }
 
 // createAt is the common part of mkdir, mknod, symlink and link (Linux
