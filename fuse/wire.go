@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/govirtiofs/govirtiofs/vfs"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -1269,55 +1269,128 @@ func decodeDirentName(p []byte) (Dirent, []byte, int, error) {
 	return de, name, reclen, nil
 }
 
-// decodeDirents decodes a READDIR reply. The names share one string (one
-// allocation for the reply instead of one per name; a 5000-entry listing
-// made 5000): holding any of them holds the reply's names, no more than
-// the reply itself.
+// decodeDirents decodes a READDIR reply (see scanDirents for the checks).
+// The names share one string (one allocation for the reply instead of one
+// per name; a 5000-entry listing made 5000): holding any of them holds the
+// reply's names, no more than the reply itself.
 func decodeDirents(p []byte) ([]Dirent, error) {
-	// Count the records and their name bytes first, so that the result
-	// and the names are allocated once each (a large listing's reply
-	// holds thousands); decodeDirentName checks them.
+	recs, err := scanDirents(p)
+	if err != nil || recs.n == 0 {
+		return nil, err
+	}
+	return recs.dirents(0, 0), nil
+}
+
+// direntRecords is a READDIR reply whose records scanDirents checked:
+// listings read the entries straight from the reply, without a []Dirent.
+type direntRecords struct {
+	// p holds n whole fuse_dirent records.
+	p []byte
+	n int
+	// names holds the records' names in order, each padded to a multiple
+	// of 8 bytes as in its record.
+	names string
+}
+
+// direntAt returns the record at offset off of r.p, whose name starts at
+// offset at of r.names, and the offsets of the next record and name.
+//
+// Preconditions: off and at are 0 or offsets that direntAt returned.
+func (r *direntRecords) direntAt(off, at int) (de Dirent, nextOff, nextAt int) {
+	h := r.p[off : off+direntHeaderSize]
+	namelen := int(le.Uint32(h[16:]))
+	de = Dirent{Ino: le.Uint64(h), Off: le.Uint64(h[8:]), Type: le.Uint32(h[20:]), Name: r.names[at : at+namelen]}
+	padded := (namelen + direntAlign - 1) &^ (direntAlign - 1)
+	return de, off + direntHeaderSize + padded, at + padded
+}
+
+// dirents decodes the records from offset off (name offset at) on.
+func (r *direntRecords) dirents(off, at int) []Dirent {
+	out := make([]Dirent, 0, r.n)
+	for off < len(r.p) {
+		var de Dirent
+		de, off, at = r.direntAt(off, at)
+		out = append(out, de)
+	}
+	return out
+}
+
+// Bytes of a 64-bit word, for checking a name eight bytes at a time.
+const (
+	wordOnes   = 0x0101010101010101
+	wordHighs  = 0x8080808080808080
+	wordSlashs = '/' * wordOnes
+)
+
+// zeroOrSlash is nonzero if a byte of w is 0 or '/' (the exact test for a
+// zero byte: (x - 0x01..01) &^ x has a byte's top bit set only below or at
+// a zero byte of x).
+func zeroOrSlash(w uint64) uint64 {
+	s := w ^ wordSlashs
+	return ((w-wordOnes)&^w | (s-wordOnes)&^s) & wordHighs
+}
+
+// scanDirents checks a READDIR reply and copies its names out of it. As
+// Linux parse_dirfile it rejects names that are empty, longer than
+// NameMax or contain '/', and also names containing NUL; unlike Linux, a
+// record that runs past the reply is an error, not the end of the
+// listing, since a well-formed reply holds whole records.
+//
+// A listing's reply holds thousands of names, and in a guest under TCG
+// every call and branch per name costs: the records are sized in one
+// pass, then each name is checked and copied a word at a time, its
+// padding included, into one buffer that becomes the names' string.
+func scanDirents(p []byte) (direntRecords, error) {
 	n, nameBytes := 0, 0
-	for q := p; len(q) >= direntHeaderSize; n++ {
-		namelen := int(binary.LittleEndian.Uint32(q[16:]))
-		reclen := direntSize(namelen)
-		if reclen > len(q) {
-			n++
-			break
+	for q := p; len(q) > 0; n++ {
+		if len(q) < direntHeaderSize {
+			return direntRecords{}, badReply("dirent: %d trailing bytes, shorter than a header", len(q))
 		}
-		nameBytes += namelen
+		namelen := le.Uint32(q[16:])
+		if namelen == 0 || namelen > NameMax {
+			return direntRecords{}, badReply("dirent: invalid namelen %d", namelen)
+		}
+		reclen := direntSize(int(namelen))
+		if reclen > len(q) {
+			return direntRecords{}, badReply("dirent: record of %d bytes runs past the %d left", reclen, len(q))
+		}
+		nameBytes += reclen - direntHeaderSize
 		q = q[reclen:]
 	}
 	if n == 0 {
-		if len(p) > 0 {
-			_, _, _, err := decodeDirentName(p)
-			return nil, err
-		}
-		return nil, nil
+		return direntRecords{}, nil
 	}
-	out := make([]Dirent, 0, n)
-	var names strings.Builder
-	names.Grow(nameBytes)
+	names := make([]byte, nameBytes)
+	at := 0
 	for q := p; len(q) > 0; {
-		de, name, reclen, err := decodeDirentName(q)
-		if err != nil {
-			return nil, err
+		namelen := int(le.Uint32(q[16:]))
+		reclen := direntSize(namelen)
+		src := q[direntHeaderSize:reclen]
+		dst := names[at : at+len(src)]
+		// All words but the last are name bytes; the last has 1 to 8.
+		var bad uint64
+		last := len(src) - 8
+		for i := 0; i < last; i += 8 {
+			w := le.Uint64(src[i:])
+			le.PutUint64(dst[i:], w)
+			bad |= zeroOrSlash(w)
 		}
-		names.Write(name)
-		out = append(out, de)
+		w := le.Uint64(src[last:])
+		le.PutUint64(dst[last:], w)
+		if tail := namelen - last; tail < 8 {
+			// Padding bytes become 0x01, which passes.
+			keep := uint64(1)<<(8*tail) - 1
+			w = w&keep | wordOnes&^keep
+		}
+		if bad|zeroOrSlash(w) != 0 {
+			return direntRecords{}, badReply("dirent: name %q contains '/' or NUL", src[:namelen])
+		}
+		at += len(src)
 		q = q[reclen:]
 	}
-	// names.String does not copy; the records are valid now, so their
-	// name lengths can be read back without checks.
-	all := names.String()
-	at := 0
-	for i := range out {
-		namelen := int(binary.LittleEndian.Uint32(p[16:]))
-		out[i].Name = all[at : at+namelen]
-		at += namelen
-		p = p[direntSize(namelen):]
-	}
-	return out, nil
+	// The buffer is never written again, so it can be the string itself
+	// (as strings.Builder does) instead of a copy of it.
+	return direntRecords{p: p, n: n, names: unsafe.String(unsafe.SliceData(names), len(names))}, nil
 }
 
 // DirentPlus is one READDIRPLUS entry (struct fuse_direntplus). Entry is
