@@ -1,5 +1,7 @@
 package driver
 
+import "github.com/govirtiofs/govirtiofs/internal/memmove"
+
 // totalLen is the summed length of bufs.
 func totalLen(bufs [][]byte) int {
 	n := 0
@@ -13,7 +15,7 @@ func totalLen(bufs [][]byte) int {
 func gather(dst []byte, bufs [][]byte) {
 	off := 0
 	for _, b := range bufs {
-		off += copy(dst[off:], b)
+		off += memmove.Copy(dst[off:], b)
 	}
 }
 
@@ -23,6 +25,6 @@ func scatter(bufs [][]byte, src []byte) {
 		if len(src) == 0 {
 			return
 		}
-		src = src[copy(b, src):]
+		src = src[memmove.Copy(b, src):]
 	}
 }

@@ -3,6 +3,8 @@ package fuse
 import (
 	"context"
 	"sync/atomic"
+
+	"github.com/govirtiofs/govirtiofs/internal/memmove"
 )
 
 // pageCache is an inode's clean page cache: the file's contents as last
@@ -69,7 +71,7 @@ func (c *pageCache) writeLocked(off int64, data []byte) {
 		idx, po := pos/pageSize, int(pos%pageSize)
 		n := min(int64(pageSize-po), end-pos)
 		if p, ok := c.pages[idx]; ok && po+int(n) <= len(p) {
-			copy(p[po:], data[pos-off:pos-off+n])
+			memmove.Copy(p[po:], data[pos-off:pos-off+n])
 		} else if ok {
 			delete(c.pages, idx) // cannot happen: only the eof page is short
 		}
@@ -194,7 +196,7 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			for ok {
 				n := 0
 				if po < len(p) {
-					n = copy(dst[done:], p[po:])
+					n = memmove.Copy(dst[done:], p[po:])
 				}
 				done += n
 				if len(p) < pageSize && po+n >= len(p) {
@@ -269,7 +271,7 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 		}
 		var c int
 		if n > po {
-			c = copy(dst[done:], buf[po:n])
+			c = memmove.Copy(dst[done:], buf[po:n])
 		}
 		ino.mu.Lock()
 		if ino.cache.gen == gen {

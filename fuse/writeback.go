@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"syscall"
+
+	"github.com/govirtiofs/govirtiofs/internal/memmove"
 )
 
 // dirtyPage is the written but not yet written-back part [lo, hi) of one
@@ -101,7 +103,7 @@ func (ino *inode) overlayDirty(dst []byte, off int64, n int) int {
 		lo, hi := pos+int64(dp.lo), pos+int64(dp.hi)
 		lo, hi = max(lo, off), min(hi, end)
 		if lo < hi {
-			copy(dst[lo-off:hi-off], dp.data[lo-pos:hi-pos])
+			memmove.Copy(dst[lo-off:hi-off], dp.data[lo-pos:hi-pos])
 		}
 	}
 	return n
@@ -139,7 +141,7 @@ func (ino *inode) bufferWrite(ctx context.Context, src []byte, off int64) error 
 			added = (hi - lo) - (dp.hi - dp.lo)
 			dp.lo, dp.hi = lo, hi
 		}
-		copy(dp.data[po:], src[done:done+n])
+		memmove.Copy(dp.data[po:], src[done:done+n])
 		w.seq++
 		dp.seq = w.seq
 		w.bytes += int64(added)
