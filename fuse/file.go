@@ -58,6 +58,9 @@ func (fs *Filesystem) newFile(ino *inode, creds *vfs.Credentials, flags int, out
 			ino.cache.invalidateLocked()
 		}
 		if flags&unix.O_ACCMODE != unix.O_RDONLY {
+			if ino.writers == nil {
+				ino.writers = ino.firstWriter[:0]
+			}
 			ino.writers = append(ino.writers, f)
 		}
 		ino.mu.Unlock()

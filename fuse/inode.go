@@ -56,7 +56,10 @@ type inode struct {
 	// wb is the writeback state: dirty pages and the local size.
 	wb writebackState
 	// writers are the open writable handles; writeback uses the first.
-	writers []*fileHandle
+	// It starts in firstWriter: one writer at a time, the common case,
+	// costs no allocation.
+	writers     []*fileHandle
+	firstWriter [1]*fileHandle
 }
 
 // newInode returns an inode with one lookup and no vfs reference yet.
@@ -133,8 +136,10 @@ func (fs *Filesystem) iget(en *Entry) *inode {
 //
 // Preconditions: ino.mu is held.
 func (ino *inode) setAttrLocked(a *Attr, valid time.Duration) {
-	old := ino.attr
-	known := old.Ino != 0
+	// Only what the cache checks below is kept from the old attributes,
+	// not a copy of them all.
+	known := ino.attr.Ino != 0
+	oldSize, oldMtime := ino.attr.Size, ino.attr.Mtime
 	ino.attr = *a
 	ino.attrDeadline = time.Time{}
 	if v := ino.fs.attrValid(valid); v > 0 {
@@ -145,11 +150,11 @@ func (ino *inode) setAttrLocked(a *Attr, valid time.Duration) {
 	}
 	switch ino.fs.opts.Cache {
 	case CacheAuto:
-		if old.Size != a.Size || !old.Mtime.Equal(a.Mtime) {
+		if oldSize != a.Size || !oldMtime.Equal(a.Mtime) {
 			ino.cache.invalidateLocked()
 		}
 	case CacheAlways:
-		if old.Size != a.Size {
+		if oldSize != a.Size {
 			ino.cache.invalidateLocked()
 		}
 	}
@@ -271,15 +276,16 @@ func (ino *inode) applyAttr(out *AttrOut, v uint64) (Attr, error) {
 		return Attr{}, ino.typeChanged(&out.Attr)
 	}
 	ino.mu.Lock()
-	defer ino.mu.Unlock()
 	if ino.attrVersion == v {
 		ino.setAttrLocked(&out.Attr, out.AttrValid)
-		return ino.attrLocked(), nil
 	}
+	// The reply's attributes as attrLocked gives them, whether or not
+	// they were recorded: the client's own local size wins.
 	a := out.Attr
 	if ino.wb.size >= 0 {
 		a.Size = uint64(ino.wb.size)
 	}
+	ino.mu.Unlock()
 	return a, nil
 }
 

@@ -277,6 +277,7 @@ func checkPath(p string) error {
 // Errors: ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP, and the filesystem's.
 func (w *walker) parentOf(start *Dentry, p string) (*Dentry, string, bool, error) {
 	v := w.v
+	w.now()
 	v.mu.Lock()
 	if p[0] == '/' {
 		if v.closed {
@@ -284,6 +285,11 @@ func (w *walker) parentOf(start *Dentry, p string) (*Dentry, string, bool, error
 			return nil, "", false, syscall.ENOTCONN
 		}
 		start = v.root.root
+	}
+	if d, last, trailing, ok := w.fastParentLocked(start, p); ok {
+		v.incRefLocked(d)
+		v.mu.Unlock()
+		return d, last, trailing, nil
 	}
 	v.incRefLocked(start)
 	v.mu.Unlock()
@@ -309,6 +315,57 @@ func (w *walker) parentOf(start *Dentry, p string) (*Dentry, string, bool, error
 			return nil, "", false, err
 		}
 		cur = next
+	}
+}
+
+// fastParentLocked is parentOf for a path whose directories are all cached
+// and valid, walked under one hold of vfs.mu without references (as
+// fastWalkLocked walks a whole path): it saves the two lock round trips
+// per directory of the full walk, for every operation whose last
+// component is not cached (a stat or open of a name not seen yet, a
+// create, an unlink). It reports ok=false, having changed nothing, for
+// anything it leaves to the full walk: a missing, expired or negative
+// dentry, "..", a symlink, a non-directory, a name over NAME_MAX, a
+// closed filesystem.
+//
+// Preconditions: vfs.mu is held; w.now() has been called; p is not empty.
+func (w *walker) fastParentLocked(start *Dentry, p string) (d *Dentry, last string, trailing, ok bool) {
+	v := w.v
+	if v.closed {
+		return nil, "", false, false
+	}
+	now := w.start
+	trimmed := strings.TrimRight(p, "/")
+	trailing = len(trimmed) < len(p) && trimmed != ""
+	rest := strings.TrimLeft(trimmed, "/")
+	cur := start
+	for {
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			if len(rest) > maxNameLen {
+				return nil, "", false, false
+			}
+			return cur, rest, trailing, true
+		}
+		comp := rest[:i]
+		rest = strings.TrimLeft(rest[i+1:], "/")
+		if comp == "." {
+			continue
+		}
+		if comp == ".." || len(comp) > maxNameLen {
+			return nil, "", false, false
+		}
+		c := cur.children[comp]
+		if c == nil || now >= c.deadline || c.inode == nil {
+			return nil, "", false, false
+		}
+		for c.mounted != nil {
+			c = c.mounted.root
+		}
+		if !c.IsDir() {
+			return nil, "", false, false
+		}
+		cur = c
 	}
 }
 

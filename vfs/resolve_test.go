@@ -5,6 +5,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/govirtiofs/govirtiofs/vfs"
 	"github.com/govirtiofs/govirtiofs/vfs/vfstest"
@@ -145,6 +146,41 @@ func TestStatDev(t *testing.T) {
 		}
 		if st.Dev != 0x1234 {
 			t.Errorf("Stat(%q).Dev = %#x, want %#x", p, st.Dev, 0x1234)
+		}
+	}
+}
+
+// TestWalkCachedParent checks the walk of a path whose directories are
+// cached but whose last name is not: one Lookup, of that name only; and
+// once the directories' entries expire, each is revalidated again.
+func TestWalkCachedParent(t *testing.T) {
+	e := newEnv(t, vfstest.Options{EntryValid: 1e9}, vfs.Options{})
+	defer e.checkDrained(t)
+	build(t, e.fs, "a/", "a/b/", "a/b/x", "a/b/y", "a/b/z")
+	if _, err := e.v.Stat(e.ctx, creds, "a/b/x"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path    string
+		advance time.Duration // clock step before the stat
+		lookups int
+		err     syscall.Errno
+	}{
+		{"a/b/y", 0, 1, 0},     // a and a/b cached: y alone
+		{"/a//b/./z", 0, 1, 0}, // the same, spelled otherwise
+		{"a/b/nope", 0, 1, syscall.ENOENT},
+		{"a/b/x/w", 0, 0, syscall.ENOTDIR}, // x cached, not a directory
+		{"a/b/z", 2 * time.Second, 3, 0},   // everything expired: a, b and z again
+	}
+	for _, tt := range tests {
+		e.clock.advance(tt.advance)
+		before := e.fs.Calls("Lookup") + e.fs.Calls("Revalidate")
+		_, err := e.v.Stat(e.ctx, creds, tt.path)
+		if got := errno(err); got != tt.err {
+			t.Errorf("Stat(%q) error = %v, want %v", tt.path, errStr(got), errStr(tt.err))
+		}
+		if n := e.fs.Calls("Lookup") + e.fs.Calls("Revalidate") - before; n != tt.lookups {
+			t.Errorf("Stat(%q) made %d lookups, want %d", tt.path, n, tt.lookups)
 		}
 	}
 }
