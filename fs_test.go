@@ -3,11 +3,8 @@ package govirtiofs
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
-	"slices"
 	"syscall"
 	"testing"
 )
@@ -154,81 +151,5 @@ func TestCloseMem(t *testing.T) {
 	}
 	if err := f.Close(); !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("second Close = %v, want fs.ErrClosed", err)
-	}
-}
-
-// TestSortedOrder checks the radix sort of listed names against
-// slices.Sort, for name sets whose first eight bytes differ, tie, are
-// prefixes of one another or hold bytes above 0x7f.
-func TestSortedOrder(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	random := func(n, maxLen int, alphabet string) []string {
-		out := make([]string, n)
-		for i := range out {
-			b := make([]byte, 1+rng.IntN(maxLen))
-			for j := range b {
-				b[j] = alphabet[rng.IntN(len(alphabet))]
-			}
-			out[i] = string(b)
-		}
-		return out
-	}
-	seq := func(format string, n int) []string {
-		out := make([]string, n)
-		for i := range out {
-			out[i] = fmt.Sprintf(format, (i*7919)%n)
-		}
-		return out
-	}
-	tests := []struct {
-		name  string
-		names []string
-	}{
-		{"empty", nil},
-		{"one", []string{"x"}},
-		{"prefixes", []string{"abcdefghij", "abcdefgh", "abcdefghi", "a", "ab", "abcdefg", "b", "abcdefgha"}},
-		{"bench", seq("e%06d", 5000)},
-		{"long shared prefix", seq("file_name_%05d", 3000)},
-		{"high bytes", []string{"\xff", "\x80a", "z", "\x7f", "é", "e", "\x01", "\xff\xff\xff\xff\xff\xff\xff\xff\x01", "\xff\xff\xff\xff\xff\xff\xff\xff"}},
-		{"random short", random(2000, 4, "ab.\xfe")},
-		{"random long", random(2000, 20, "abc")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ds := make([]dirent, len(tt.names))
-			for i, n := range tt.names {
-				ds[i] = dirent{name: n}
-			}
-			order := sortedOrder(ds)
-			want := slices.Clone(tt.names)
-			slices.Sort(want)
-			if len(order) != len(want) {
-				t.Fatalf("%d indexes, want %d", len(order), len(want))
-			}
-			seen := make([]bool, len(ds))
-			for i, j := range order {
-				if seen[j] {
-					t.Fatalf("index %d twice", j)
-				}
-				seen[j] = true
-				if ds[j].name != want[i] {
-					t.Fatalf("position %d: %q, want %q", i, ds[j].name, want[i])
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkSortedOrder sorts the names of the bench's readdir directory
-// (e000000 to e004999, in a scrambled order as a server returns them).
-func BenchmarkSortedOrder(b *testing.B) {
-	const n = 5000
-	ds := make([]dirent, n)
-	for i := range ds {
-		ds[i] = dirent{name: fmt.Sprintf("e%06d", (i*7919)%n)}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		sortedOrder(ds)
 	}
 }

@@ -1,7 +1,6 @@
 package govirtiofs
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -14,69 +13,6 @@ import (
 	"github.com/govirtiofs/govirtiofs/vfs"
 )
 
-// dirent is one name read from a directory.
-type dirent struct {
-	name string
-	typ  uint8
-}
-
-// direntBufs recycles the listing buffers of readDir: every caller turns
-// the entries into its own result and drops the buffer, so a listing of a
-// large directory does not grow a new one by appending each time (about
-// 380 KB for 5000 names).
-var direntBufs sync.Pool
-
-// maxPooledDirents bounds the buffers kept in direntBufs.
-const maxPooledDirents = 1 << 16
-
-// getDirents returns an empty listing buffer.
-func getDirents() []dirent {
-	if p, ok := direntBufs.Get().(*[]dirent); ok {
-		return (*p)[:0]
-	}
-	return make([]dirent, 0, 64)
-}
-
-// putDirents gives back a buffer from getDirents or readDir; the caller
-// must not use ds afterwards.
-func putDirents(ds []dirent) {
-	if cap(ds) == 0 || cap(ds) > maxPooledDirents {
-		return
-	}
-	clear(ds[:cap(ds)]) // drop the names
-	ds = ds[:0]
-	direntBufs.Put(&ds)
-}
-
-// readDir reads up to n entries (all when n <= 0) from the directory offset
-// on, without "." and "..", with os's semantics: for n > 0 an empty result
-// at the end is io.EOF. The result is a buffer from getDirents, which the
-// caller gives back with putDirents once done with it.
-func (f *File) readDir(op string, n int) ([]dirent, error) {
-	if err := f.check(op); err != nil {
-		return nil, err
-	}
-	out := getDirents()
-	err := f.fd.ReadDir(f.fs.ctx(), func(de vfs.Dirent) bool {
-		if de.Name == "." || de.Name == ".." {
-			return true
-		}
-		if n > 0 && len(out) == n {
-			return false
-		}
-		out = append(out, dirent{name: de.Name, typ: de.Type})
-		return true
-	})
-	if err != nil {
-		return out, f.wrapErr("readdirent", err)
-	}
-	if n > 0 && len(out) == 0 {
-		putDirents(out)
-		return nil, io.EOF
-	}
-	return out, nil
-}
-
 // ReadDir reads the directory's entries in directory order (os.File.ReadDir).
 // With n > 0 it returns at most n entries, and at the end of the directory
 // an empty slice and io.EOF. With n <= 0 it returns all remaining entries
@@ -85,9 +21,8 @@ func (f *File) readDir(op string, n int) ([]dirent, error) {
 // Errors: *fs.PathError with op "readdirent": ENOTDIR, EIO, ...; io.EOF as
 // above.
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
-	ds, err := f.readDir("readdirent", n)
-	ents, lerr := f.dirEntries(ds, nil)
-	putDirents(ds)
+	l, err := f.list(n)
+	ents, lerr := l.dirEntries(nil)
 	if lerr != nil {
 		return ents, lerr
 	}
@@ -97,66 +32,184 @@ func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
 	return ents, err
 }
 
-// dirEntries turns listed entries into DirEntries, all in one allocation,
-// in the order of the indexes in order (nil: as listed). An entry of
-// unknown type is Lstat'ed for its type, as os does, and left out if it is
-// gone meanwhile.
+// listing is a directory's entries as DirEntries, built as they are
+// read: in arrays of at most maxEntryChunk, allocated as the listing
+// grows and never moved (growing one array by append would copy it, with
+// a GC write barrier per pointer while the collector runs), so that each
+// entry is written once, straight from the reply.
+type listing struct {
+	dir *listedDir
+	// chunks are the arrays, each full but the last.
+	chunks [][]dirEntry
+	n      int // entries in chunks
+	// unknown is set if an entry has type typeUnknown, to find by Lstat.
+	unknown bool
+}
+
+// Sizes of a listing's arrays of entries: the first holds firstEntryChunk,
+// each next one twice as many, up to maxEntryChunk, and none more than a
+// ReadDir(n) can take. A 5000-entry listing fills 10 arrays, with 104
+// entries to spare.
+const (
+	firstEntryChunk = 16
+	maxEntryChunk   = 1 << entryChunkShift
+)
+
+// An entry's index is its array's number << entryChunkShift | its place
+// in the array.
+const entryChunkShift = 10
+
+// typeUnknown marks an entry that came with DT_UNKNOWN until Lstat gives
+// its type; typeMode never returns it.
+const typeUnknown = fs.ModeIrregular
+
+// grow adds an array for the entries after the first l.n, of a listing
+// of at most max entries (all if max <= 0), and returns it.
+func (l *listing) grow(max int) []dirEntry {
+	size := firstEntryChunk
+	if k := len(l.chunks); k > 0 {
+		size = min(2*len(l.chunks[k-1]), maxEntryChunk)
+	}
+	if max > 0 {
+		size = min(size, max-l.n)
+	}
+	c := make([]dirEntry, size)
+	l.chunks = append(l.chunks, c)
+	return c
+}
+
+// entry returns the entry with index i.
+func (l *listing) entry(i uint32) *dirEntry {
+	return &l.chunks[i>>entryChunkShift][i&(maxEntryChunk-1)]
+}
+
+// list reads up to n entries (all when n <= 0) from the directory offset
+// on, without "." and "..", with os's semantics: for n > 0 an empty
+// listing at the end is io.EOF.
+func (f *File) list(n int) (*listing, error) {
+	dir := &listedDir{fs: f.fs, path: f.path}
+	l := &listing{dir: dir}
+	if err := f.check("readdirent"); err != nil {
+		return l, err
+	}
+	var cur []dirEntry // the last array
+	pos := 0           // entries in cur
+	err := f.fd.ReadDir(f.fs.ctx(), func(de vfs.Dirent) bool {
+		if de.Name == "." || de.Name == ".." {
+			return true
+		}
+		if n > 0 && l.n == n {
+			return false
+		}
+		if pos == len(cur) {
+			cur, pos = l.grow(n), 0
+		}
+		e := &cur[pos]
+		e.dir = dir
+		e.name = de.Name
+		if de.Type == vfs.DT_UNKNOWN {
+			e.typ = typeUnknown
+			l.unknown = true
+		} else {
+			e.typ = typeMode(de.Type)
+		}
+		pos++
+		l.n++
+		return true
+	})
+	if k := len(l.chunks); k > 0 {
+		l.chunks[k-1] = cur[:pos]
+	}
+	if err != nil {
+		return l, f.wrapErr("readdirent", err)
+	}
+	if n > 0 && l.n == 0 {
+		return l, io.EOF
+	}
+	return l, nil
+}
+
+// dirEntries returns the listed entries, in the order of the records'
+// indexes in order (nil: as listed). An entry of unknown type is Lstat'ed
+// for its type, as os does, and left out if it is gone meanwhile.
 //
 // Errors: the first other Lstat error, with the entries before it.
-func (f *File) dirEntries(ds []dirent, order []int32) ([]fs.DirEntry, error) {
-	dir := &listedDir{fs: f.fs, path: f.path}
-	all := make([]dirEntry, len(ds))
-	ents := make([]fs.DirEntry, 0, len(ds))
-	for i := range ds {
-		d := ds[i]
-		if order != nil {
-			d = ds[order[i]]
-		}
-		e := &all[i]
-		*e = dirEntry{dir: dir, name: d.name, typ: typeMode(d.typ)}
-		if d.typ == vfs.DT_UNKNOWN {
-			fi, lerr := f.fs.Lstat(joinName(f.path, d.name))
-			if lerr != nil {
-				if errors.Is(lerr, fs.ErrNotExist) {
-					continue // removed since it was listed, as os skips it
+func (l *listing) dirEntries(order []sortRec) ([]fs.DirEntry, error) {
+	ents := make([]fs.DirEntry, 0, l.n)
+	if order == nil {
+		for c := range l.chunks {
+			for i := range l.chunks[c] {
+				e := &l.chunks[c][i]
+				if l.unknown && e.typ == typeUnknown {
+					if ok, err := l.lstat(e); err != nil {
+						return ents, err
+					} else if !ok {
+						continue
+					}
 				}
-				return ents, lerr
+				ents = append(ents, e)
 			}
-			e.typ = fi.Mode().Type()
-			e.lstatd = fi.(*fileInfo)
+		}
+		return ents, nil
+	}
+	for _, r := range order {
+		e := l.entry(r.i)
+		if l.unknown && e.typ == typeUnknown {
+			if ok, err := l.lstat(e); err != nil {
+				return ents, err
+			} else if !ok {
+				continue
+			}
 		}
 		ents = append(ents, e)
 	}
 	return ents, nil
 }
 
+// lstat finds the type of an entry listed with DT_UNKNOWN, as os does,
+// and reports false if the entry is gone meanwhile (os leaves it out).
+func (l *listing) lstat(e *dirEntry) (bool, error) {
+	fi, err := l.dir.fs.Lstat(joinName(l.dir.path, e.name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	e.typ = fi.Mode().Type()
+	e.lstatd = fi.(*fileInfo)
+	return true, nil
+}
+
 // Readdirnames reads the directory's names in directory order, with the n
 // semantics of ReadDir (os.File.Readdirnames).
 func (f *File) Readdirnames(n int) ([]string, error) {
-	ds, err := f.readDir("readdirent", n)
-	names := make([]string, len(ds))
-	for i, d := range ds {
-		names[i] = d.name
+	l, err := f.list(n)
+	names := make([]string, 0, l.n)
+	for _, c := range l.chunks {
+		for i := range c {
+			names = append(names, c[i].name)
+		}
 	}
-	putDirents(ds)
 	return names, err
 }
 
 // Readdir is ReadDir returning each entry's FileInfo, as Lstat gives it
 // (os.File.Readdir).
 func (f *File) Readdir(n int) ([]fs.FileInfo, error) {
-	ds, err := f.readDir("readdirent", n)
-	defer putDirents(ds)
-	infos := make([]fs.FileInfo, 0, len(ds))
-	for _, d := range ds {
-		fi, lerr := f.fs.Lstat(joinName(f.path, d.name))
-		if lerr != nil {
-			if errors.Is(lerr, fs.ErrNotExist) {
-				continue
+	l, err := f.list(n)
+	infos := make([]fs.FileInfo, 0, l.n)
+	for _, c := range l.chunks {
+		for i := range c {
+			fi, lerr := f.fs.Lstat(joinName(f.path, c[i].name))
+			if lerr != nil {
+				if errors.Is(lerr, fs.ErrNotExist) {
+					continue
+				}
+				return infos, lerr
 			}
-			return infos, lerr
+			infos = append(infos, fi)
 		}
-		infos = append(infos, fi)
 	}
 	if n > 0 && len(infos) == 0 && err == nil {
 		return nil, io.EOF
@@ -179,90 +232,138 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	defer d.Close()
-	ds, err := d.readDir("readdirent", -1)
-	ents, lerr := d.dirEntries(ds, sortedOrder(ds))
-	putDirents(ds)
+	l, err := d.list(-1)
+	s := getNameSort()
+	ents, lerr := l.dirEntries(s.sort(l))
+	putNameSort(s)
 	if lerr != nil {
 		err = lerr
 	}
 	return ents, err
 }
 
-// sortedOrder returns the indexes of ds in name order: an LSD radix sort
-// of the names' first eight bytes packed big-endian (a name holds no NUL,
-// so zero padding sorts a shorter name first, as string comparison does),
-// with a pass only for the bytes where the keys differ, then a comparison
-// sort of each run of equal keys (names longer than eight bytes sharing
-// those) by the whole name. It moves pointer-free records only, which
-// cost no GC write barriers; comparison sorting the entries themselves
-// cost the client more than reading a large listing.
-func sortedOrder(ds []dirent) []int32 {
-	type rec = sortRec
-	var scratch []rec
-	if p, ok := sortScratch.Get().(*[]rec); ok && cap(*p) >= 2*len(ds) {
-		scratch = (*p)[:2*len(ds)]
-	} else {
-		scratch = make([]rec, 2*len(ds))
+// nameSort sorts a listing's names: an LSD radix sort of the names' first
+// eight bytes packed big-endian (a name holds no NUL, so zero padding
+// sorts a shorter name first, as string comparison does), with a pass
+// only for the bytes where the keys differ, then a comparison sort of
+// each run of equal keys (names longer than eight bytes sharing those) by
+// the whole name. It moves pointer-free records only, which cost no GC
+// write barriers; comparison sorting the entries themselves cost the
+// client more than reading a large listing.
+type nameSort struct {
+	// a and b are the sort's arrays of records.
+	a, b []sortRec
+	// counts[b][v] is how many keys have byte b (from the low end) v.
+	counts [8][256]int32
+}
+
+// sortRec is a name's sort key and its listing's entry index.
+type sortRec struct {
+	key uint64
+	i   uint32
+}
+
+// nameSorts recycles nameSorts (pointer-free records, so they hold
+// nothing alive).
+var nameSorts sync.Pool
+
+// maxPooledSort bounds the records of the nameSorts kept in nameSorts.
+const maxPooledSort = 1 << 16
+
+func getNameSort() *nameSort {
+	if s, ok := nameSorts.Get().(*nameSort); ok {
+		return s
 	}
-	defer func() {
-		if cap(scratch) <= 2*maxPooledDirents {
-			sortScratch.Put(&scratch)
-		}
-	}()
-	src, dst := scratch[:len(ds):len(ds)], scratch[len(ds):]
-	for i := range ds {
-		src[i] = rec{nameKey(ds[i].name), int32(i)}
+	return new(nameSort)
+}
+
+// putNameSort gives back s; the caller must not use s or the records
+// that sort returned afterwards.
+func putNameSort(s *nameSort) {
+	if cap(s.a) <= maxPooledSort {
+		nameSorts.Put(s)
 	}
-	for shift := 0; shift < 64 && len(src) > 1; shift += 8 {
-		var count [256]int
-		for i := range src {
-			count[byte(src[i].key>>shift)]++
+}
+
+// sort returns a record of each of l's entries, in name order. The
+// result is s's until putNameSort.
+func (s *nameSort) sort(l *listing) []sortRec {
+	n := l.n
+	if cap(s.a) < n {
+		s.a, s.b = make([]sortRec, n), make([]sortRec, n)
+	}
+	src, dst := s.a[:n], s.b[:n]
+	c := &s.counts
+	*c = [8][256]int32{}
+	// The keys, the bytes where they differ and the counts of each
+	// value of each byte in one pass over the names, with no call per
+	// name and whole words loaded instead of a byte at a time: under TCG
+	// a call and a loop pass cost more than the work in them.
+	var differ uint64
+	long := false // a name is longer than its key
+	j := 0
+	for ci, chunk := range l.chunks {
+		for i := range chunk {
+			name := chunk[i].name
+			var k uint64
+			switch m := len(name); {
+			case m >= 8:
+				k = uint64(name[0])<<56 | uint64(name[1])<<48 | uint64(name[2])<<40 | uint64(name[3])<<32 |
+					uint64(name[4])<<24 | uint64(name[5])<<16 | uint64(name[6])<<8 | uint64(name[7])
+				long = long || m > 8
+			case m >= 4:
+				// Bytes 0-3, and m-4 to m-1 shifted to their places.
+				hi := uint64(name[0])<<24 | uint64(name[1])<<16 | uint64(name[2])<<8 | uint64(name[3])
+				lo := uint64(name[m-4])<<24 | uint64(name[m-3])<<16 | uint64(name[m-2])<<8 | uint64(name[m-1])
+				k = hi<<32 | lo<<(64-8*m)
+			case m > 0:
+				// Bytes 0, m/2 and m-1 of one to three.
+				k = uint64(name[0])<<56 | uint64(name[m/2])<<(56-8*(m/2)) | uint64(name[m-1])<<(64-8*m)
+			}
+			src[j] = sortRec{k, uint32(ci)<<entryChunkShift | uint32(i)}
+			differ |= k ^ src[0].key
+			j++
+			c[0][byte(k)]++
+			c[1][byte(k>>8)]++
+			c[2][byte(k>>16)]++
+			c[3][byte(k>>24)]++
+			c[4][byte(k>>32)]++
+			c[5][byte(k>>40)]++
+			c[6][byte(k>>48)]++
+			c[7][byte(k>>56)]++
 		}
-		if count[byte(src[0].key>>shift)] == len(src) {
+	}
+	for b := range 8 {
+		if byte(differ>>(8*b)) == 0 {
 			continue // every key has this byte
 		}
-		pos := 0
-		for b, c := range count {
-			count[b] = pos
-			pos += c
+		cb := &c[b]
+		shift := 8 * b
+		pos := int32(0)
+		for v, m := range cb {
+			cb[v] = pos
+			pos += m
 		}
 		for i := range src {
-			b := byte(src[i].key >> shift)
-			dst[count[b]] = src[i]
-			count[b]++
+			v := byte(src[i].key >> shift)
+			dst[cb[v]] = src[i]
+			cb[v]++
 		}
 		src, dst = dst, src
 	}
-	for i := 0; i < len(src); {
+	// Names of up to eight bytes are whole in their keys, so equal keys
+	// are equal names.
+	for i := 0; long && i < len(src); {
 		j := i + 1
 		for j < len(src) && src[j].key == src[i].key {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(src[i:j], func(a, b rec) int { return strings.Compare(ds[a.i].name, ds[b.i].name) })
+			slices.SortFunc(src[i:j], func(a, b sortRec) int {
+				return strings.Compare(l.entry(a.i).name, l.entry(b.i).name)
+			})
 		}
 		i = j
 	}
-	order := make([]int32, len(src))
-	for i := range src {
-		order[i] = src[i].i
-	}
-	return order
-}
-
-// sortRec is a name's sort key and its index in the listing.
-type sortRec struct {
-	key uint64
-	i   int32
-}
-
-// sortScratch recycles sortedOrder's two record arrays (pointer-free, so
-// they hold nothing alive).
-var sortScratch sync.Pool
-
-// nameKey packs the first eight bytes of name big-endian, zero-padded.
-func nameKey(name string) uint64 {
-	var b [8]byte
-	copy(b[:], name)
-	return binary.BigEndian.Uint64(b[:])
+	return src
 }
