@@ -32,6 +32,11 @@ type File struct {
 	append bool                 // immutable: opened with O_APPEND
 	closed atomic.Bool
 	info   vfs.InfoSlot // the last Stat's fileInfo (reuseFileInfo)
+
+	// prev and next link the FS's open files (FS.files), guarded by
+	// fs.mu; listed says the file is on that list.
+	prev, next *File
+	listed     bool
 }
 
 // Name returns the name of the file as given to Open.

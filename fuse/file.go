@@ -38,6 +38,11 @@ type fileHandle struct {
 	ra        readahead   // read-ahead state of the page cache
 	dirs      dirState    // listing state of a directory
 	released  atomic.Bool
+
+	// prev and next link the filesystem's open files (Filesystem.files),
+	// guarded by fs.mu; listed says f is on that list.
+	prev, next *fileHandle
+	listed     bool
 }
 
 var _ vfs.FileDescriptionImpl = (*fileHandle)(nil)
@@ -66,9 +71,31 @@ func (fs *Filesystem) newFile(ino *inode, creds *vfs.Credentials, flags int, out
 		ino.mu.Unlock()
 	}
 	fs.mu.Lock()
-	fs.files[f] = struct{}{}
+	f.next, f.listed = fs.files, true
+	if fs.files != nil {
+		fs.files.prev = f
+	}
+	fs.files = f
 	fs.mu.Unlock()
 	return f
+}
+
+// unlistLocked takes f off the filesystem's list of open files.
+//
+// Preconditions: f.fs.mu is held.
+func (f *fileHandle) unlistLocked() {
+	if !f.listed {
+		return
+	}
+	if f.prev != nil {
+		f.prev.next = f.next
+	} else {
+		f.fs.files = f.next
+	}
+	if f.next != nil {
+		f.next.prev = f.prev
+	}
+	f.prev, f.next, f.listed = nil, nil, false
 }
 
 // ctx returns a context whose requests carry the opener's credentials.
@@ -585,7 +612,7 @@ func (f *fileHandle) Release(ctx context.Context) {
 		ctx = context.WithoutCancel(ctx)
 	}
 	fs.mu.Lock()
-	delete(fs.files, f)
+	f.unlistLocked()
 	held := !ino.dead
 	if held {
 		ino.refs++ // given back when the RELEASE is done
