@@ -2,7 +2,10 @@ package fuse
 
 import (
 	"context"
+	"math/bits"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/govirtiofs/govirtiofs/internal/memmove"
 )
@@ -12,15 +15,41 @@ import (
 // shorter than 4 KiB holds the end of the file; only one may exist (eof),
 // and a page of length 0 at eof says the file ends at its start.
 //
+// The pages are slices of the READ buffers that filled them, the chunks,
+// kept oldest first: memory is counted, evicted and reused a chunk at a
+// time (see pagePool). A page is in pages only while its chunk is in
+// chunks, so a chunk given back to the pool is referenced by no page.
+//
 // gen is bumped by every change (write-through, invalidation, truncation)
 // so that a READ sent before it does not fill the cache with data older
 // than the change (the role of Linux's page locks and attr_version).
 //
-// All fields are guarded by the inode's mu.
+// All fields but ino, pool, referenced and the LRU links are guarded by
+// the inode's mu.
 type pageCache struct {
-	pages map[int64][]byte
-	eof   int64 // index of the partial page, or -1
-	gen   uint64
+	pages  map[int64][]byte
+	eof    int64 // index of the partial page, or -1
+	gen    uint64
+	chunks []chunk // the buffers the pages live in, oldest first
+	bytes  int64   // sum of the chunks' capacities
+
+	ino  *inode    // immutable: the owner, whose mu guards the cache
+	pool *pagePool // immutable: the filesystem's budget; nil in unit tests
+	// referenced is set by a read that hits the cache and cleared by the
+	// pool's LRU scan, which gives the inode a second chance (Linux
+	// folio_mark_accessed and the referenced bit).
+	referenced atomic.Bool
+	// prev and next link the pool's LRU list, guarded by pool.mu; listed
+	// says the cache is on it.
+	prev, next *pageCache
+	listed     bool
+}
+
+// chunk is one READ buffer whose pages the cache holds: buf's full
+// capacity is counted, from page idx on.
+type chunk struct {
+	buf []byte
+	idx int64
 }
 
 func (c *pageCache) init() {
@@ -33,12 +62,61 @@ func (c *pageCache) invalidateLocked() {
 	clear(c.pages)
 	c.eof = -1
 	c.gen++
+	c.releaseChunksLocked()
+}
+
+// releaseChunksLocked gives every chunk back to the pool, once no page
+// refers to them.
+func (c *pageCache) releaseChunksLocked() {
+	if len(c.chunks) == 0 {
+		return
+	}
+	if c.pool != nil {
+		c.pool.release(c, c.chunks, c.bytes, true)
+	}
+	clear(c.chunks)
+	c.chunks = c.chunks[:0]
+	c.bytes = 0
+}
+
+// evictOldestLocked drops the pages of the oldest chunk and gives it back
+// to the pool; it returns false if the cache holds none (Linux reclaim of
+// clean pages: they are re-read on demand). The generation stays: the
+// pages that remain are as valid as before.
+func (c *pageCache) evictOldestLocked() bool {
+	if len(c.chunks) == 0 {
+		return false
+	}
+	ch := c.chunks[0]
+	c.chunks[0] = chunk{}
+	c.chunks = c.chunks[1:]
+	if len(c.chunks) == 0 {
+		c.chunks = nil // let the array go; the next fill starts a new one
+	}
+	for i := 0; i*pageSize < cap(ch.buf); i++ {
+		idx := ch.idx + int64(i)
+		if p, ok := c.pages[idx]; ok && unsafe.SliceData(p) == unsafe.SliceData(ch.buf[i*pageSize:]) {
+			delete(c.pages, idx)
+			if c.eof == idx {
+				c.eof = -1
+			}
+		}
+	}
+	c.bytes -= int64(cap(ch.buf))
+	if c.pool != nil {
+		c.pool.release(c, []chunk{ch}, int64(cap(ch.buf)), len(c.chunks) == 0)
+	}
+	return true
 }
 
 // truncateLocked drops the pages from the one holding size on, and the
 // end-of-file page (Linux truncate_pagecache).
 func (c *pageCache) truncateLocked(size int64) {
 	first := size / pageSize
+	if first == 0 {
+		c.invalidateLocked()
+		return
+	}
 	for idx := range c.pages {
 		if idx >= first {
 			delete(c.pages, idx)
@@ -84,15 +162,20 @@ func (c *pageCache) writeLocked(off int64, data []byte) {
 // are slices of buf, which the cache keeps: the caller must not reuse it
 // (one READ buffer, no copy per page).
 func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
+	if c.pages == nil {
+		c.pages = make(map[int64][]byte) // not made by newInode
+	}
+	c.chunks = append(c.chunks, chunk{buf: buf[:cap(buf)], idx: idx})
+	c.bytes += int64(cap(buf))
+	if c.pool != nil {
+		c.pool.added(c, int64(cap(buf)))
+	}
 	for i := 0; i*pageSize <= n; i++ {
 		start := i * pageSize
 		if start == n && n == asked {
 			break // a full reply says nothing about the page after it
 		}
 		end := min(start+pageSize, n)
-		if c.pages == nil {
-			c.pages = make(map[int64][]byte) // not made by newInode
-		}
 		c.pages[idx+int64(i)] = buf[start:end:end]
 		if end-start < pageSize {
 			if c.eof >= 0 && c.eof != idx+int64(i) {
@@ -104,6 +187,220 @@ func (c *pageCache) fillLocked(idx int64, buf []byte, n, asked int) {
 		if c.eof == idx+int64(i) {
 			c.eof = -1
 		}
+	}
+}
+
+// DefaultPageCacheSize is the clean page cache of a filesystem when
+// FSOptions.PageCacheSize is 0: an eighth of the machine's memory, between
+// 32 MiB and 1 GiB (128 MiB if the memory is not known). An eighth leaves
+// room for a few filesystems, their DMA memory, the garbage collector's
+// headroom over the live heap and the program: in a 512 MiB guest 64 MiB,
+// in a 2 GiB guest 256 MiB, which holds a 64 MiB file read twice. (Linux
+// lets its page cache use all free memory, but reclaims it under
+// pressure, which a Go heap cannot.)
+func DefaultPageCacheSize() int64 {
+	m := totalMemory()
+	if m <= 0 {
+		return 128 << 20
+	}
+	return min(max(m/8, 32<<20), 1<<30)
+}
+
+// pagePool is a filesystem's budget for clean cached pages
+// (FSOptions.PageCacheSize) and its free list of READ buffers. Linux
+// bounds its page cache by reclaim under memory pressure; a Go program has
+// no such signal, so the cache is bounded by a size instead. Before a READ
+// for the cache, get evicts chunks until the new one fits: the oldest
+// chunk of the least recently used inode first, on a list ordered by
+// fills with a second chance for an inode whose pages were read since
+// (Linux's referenced bit). An inode alone over the budget loses its own
+// oldest chunks. Dirty pages (writeback.go) are kept apart and never
+// counted nor evicted.
+//
+// Evicted and invalidated chunks go to the free list, up to freeMax bytes,
+// and the next READ of the same size class reuses one: a streaming read
+// past the budget then takes no fresh memory (on Linux a cold read
+// faulted in a new page, and the garbage collector scanned the heap of
+// cached pages, for every page). Memory is thus bounded by budget +
+// freeMax + the READs in flight.
+type pagePool struct {
+	budget  int64 // immutable
+	freeMax int64 // immutable
+	// bytes is the capacity of the chunks of every inode's cache.
+	bytes atomic.Int64
+
+	// mu guards the LRU list and the free list. Lock order: inode.mu,
+	// then mu; mu is a leaf.
+	mu sync.Mutex
+	// head is the most recently filled cache, tail the least; n counts
+	// them.
+	head, tail *pageCache
+	n          int
+	// free holds buffers of pageSize<<class bytes by class; freeBytes
+	// is their sum.
+	free      [maxPageClass + 1][][]byte
+	freeBytes int64
+}
+
+// maxPageClass is the largest size class of a READ buffer: 2^16 pages,
+// far above any max_pages (at most 256).
+const maxPageClass = 16
+
+// defaultFreeMax bounds the free list: a few of the largest READs.
+const defaultFreeMax = 4 << 20
+
+func (p *pagePool) init(budget int64) {
+	p.budget = budget
+	p.freeMax = min(budget, defaultFreeMax)
+}
+
+// pageClass is the size class of a buffer of npages pages: the power of
+// two at or above it.
+func pageClass(npages int) int {
+	return bits.Len(uint(npages - 1))
+}
+
+// get returns a buffer of npages pages for a READ into the cache, after
+// evicting pages so that its capacity fits in the budget: from the free
+// list when one of its class is there, else new. The buffer belongs to
+// the caller until fillLocked keeps it or put takes it back.
+//
+// Preconditions: no inode's mu is held.
+func (p *pagePool) get(npages int) []byte {
+	class := min(pageClass(npages), maxPageClass)
+	size := int64(pageSize) << class
+	p.reclaim(size)
+	p.mu.Lock()
+	if l := p.free[class]; len(l) > 0 {
+		b := l[len(l)-1]
+		l[len(l)-1] = nil
+		p.free[class] = l[:len(l)-1]
+		p.freeBytes -= size
+		p.mu.Unlock()
+		return b[:npages*pageSize]
+	}
+	p.mu.Unlock()
+	return make([]byte, npages*pageSize, size)
+}
+
+// put takes back a buffer from get that the cache did not keep. The
+// caller must not use it afterwards, nor pass one a transport may still
+// write into (a READ that failed).
+func (p *pagePool) put(b []byte) {
+	p.mu.Lock()
+	p.putLocked(b)
+	p.mu.Unlock()
+}
+
+// putLocked adds b to the free list if it has room and b is of a class.
+//
+// Preconditions: p.mu is held.
+func (p *pagePool) putLocked(b []byte) {
+	c := cap(b)
+	class := pageClass(c / pageSize)
+	if c%pageSize != 0 || c != pageSize<<class || class > maxPageClass || p.freeBytes+int64(c) > p.freeMax {
+		return // left to the garbage collector
+	}
+	p.free[class] = append(p.free[class], b[:0])
+	p.freeBytes += int64(c)
+}
+
+// added counts n bytes of chunks that c took and makes c the most
+// recently filled.
+//
+// Preconditions: c.ino.mu is held.
+func (p *pagePool) added(c *pageCache, n int64) {
+	p.bytes.Add(n)
+	p.mu.Lock()
+	if p.head != c {
+		p.unlinkLocked(c)
+		c.next = p.head
+		if p.head != nil {
+			p.head.prev = c
+		}
+		p.head = c
+		if p.tail == nil {
+			p.tail = c
+		}
+		c.listed = true
+		p.n++
+	}
+	p.mu.Unlock()
+}
+
+// release takes back chunks of c, which no page refers to any more,
+// n bytes in all, and takes c off the LRU list if it has none left.
+//
+// Preconditions: c.ino.mu is held.
+func (p *pagePool) release(c *pageCache, chunks []chunk, n int64, empty bool) {
+	p.bytes.Add(-n)
+	p.mu.Lock()
+	for _, ch := range chunks {
+		p.putLocked(ch.buf)
+	}
+	if empty {
+		p.unlinkLocked(c)
+	}
+	p.mu.Unlock()
+}
+
+// unlinkLocked takes c off the LRU list if it is on it.
+//
+// Preconditions: p.mu is held.
+func (p *pagePool) unlinkLocked(c *pageCache) {
+	if !c.listed {
+		return
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		p.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		p.tail = c.prev
+	}
+	c.prev, c.next, c.listed = nil, nil, false
+	p.n--
+}
+
+// victim returns the least recently filled cache whose pages were not
+// read since the last scan, moving read ones to the head with their mark
+// cleared (second chance); nil if no cache holds pages.
+func (p *pagePool) victim() *pageCache {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 0; p.tail != nil; i++ {
+		c := p.tail
+		if i >= p.n || !c.referenced.Swap(false) || c == p.head {
+			return c
+		}
+		p.unlinkLocked(c)
+		c.next = p.head
+		p.head.prev = c
+		p.head = c
+		c.listed = true
+		p.n++
+	}
+	return nil
+}
+
+// reclaim evicts chunks until need more bytes fit in the budget, or no
+// cache holds any.
+//
+// Preconditions: no inode's mu is held.
+func (p *pagePool) reclaim(need int64) {
+	for misses := 0; p.bytes.Load()+need > p.budget && misses < 8; {
+		c := p.victim()
+		if c == nil {
+			return
+		}
+		c.ino.mu.Lock()
+		if !c.evictOldestLocked() {
+			misses++ // emptied since victim chose it
+		}
+		c.ino.mu.Unlock()
 	}
 }
 
@@ -190,6 +487,9 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 		idx, po := pos/pageSize, int(pos%pageSize)
 		ino.mu.Lock()
 		if p, ok := ino.cache.pages[idx]; ok {
+			if !ino.cache.referenced.Load() {
+				ino.cache.referenced.Store(true)
+			}
 			// Copy as many consecutive cached pages as possible under one
 			// lock.
 			end := false
@@ -260,10 +560,11 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			f.ra.next.Store((idx + int64(npages)) * pageSize)
 		}
 
-		buf := make([]byte, npages*pageSize)
+		buf := fs.pages.get(npages)
 		fs.reads.Add(1)
 		n, err := fs.conn.read(ctx, &f.creds, ino.nodeid, ReadIn{Fh: f.fh, Offset: uint64(idx * pageSize), Flags: uint32(f.flags)}, buf)
 		if err != nil {
+			// buf is not reused: the transport may still write into it.
 			if done > 0 {
 				break
 			}
@@ -274,10 +575,14 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			c = memmove.Copy(dst[done:], buf[po:n])
 		}
 		ino.mu.Lock()
-		if ino.cache.gen == gen {
+		kept := ino.cache.gen == gen
+		if kept {
 			ino.cache.fillLocked(idx, buf, n, len(buf))
 		}
 		ino.mu.Unlock()
+		if !kept {
+			fs.pages.put(buf)
+		}
 		if n <= po {
 			break // end of file
 		}

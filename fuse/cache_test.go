@@ -114,3 +114,72 @@ func TestOverlayDirty(t *testing.T) {
 		t.Errorf("overlay at 7990 = %d %q", n, dst[:n])
 	}
 }
+
+// TestPagePool fills the caches of three inodes through a pool of eight
+// pages: eviction takes the least recently filled inode's oldest chunk,
+// spares an inode read since (second chance), bounds one inode alone, and
+// hands the evicted buffers to the next READ.
+func TestPagePool(t *testing.T) {
+	var p pagePool
+	p.init(8 * pageSize)
+	inos := make([]*inode, 3)
+	for i := range inos {
+		inos[i] = &inode{}
+		inos[i].cache.init()
+		inos[i].cache.ino, inos[i].cache.pool = inos[i], &p
+	}
+	fill := func(ino *inode, idx int64, npages int) []byte {
+		buf := p.get(npages)
+		for i := range buf {
+			buf[i] = byte(idx) + byte(i/pageSize)
+		}
+		ino.mu.Lock()
+		ino.cache.fillLocked(idx, buf, len(buf), len(buf))
+		ino.mu.Unlock()
+		return buf
+	}
+	cached := func(ino *inode) int { return len(ino.cache.pages) }
+	a := fill(inos[0], 0, 4)
+	fill(inos[1], 0, 4)
+	if got := p.bytes.Load(); got != 8*pageSize {
+		t.Fatalf("bytes = %d, want %d", got, 8*pageSize)
+	}
+	c := fill(inos[2], 0, 4)
+	if cached(inos[0]) != 0 || cached(inos[1]) != 4 || cached(inos[2]) != 4 {
+		t.Errorf("after a third fill the inodes hold %d, %d, %d pages; want 0, 4, 4", cached(inos[0]), cached(inos[1]), cached(inos[2]))
+	}
+	if &c[0] != &a[0] {
+		t.Errorf("the third READ's buffer is not the evicted one")
+	}
+	if inos[0].cache.listed || p.n != 2 {
+		t.Errorf("an empty cache is still on the LRU list (%d listed)", p.n)
+	}
+	// inos[1] is the oldest but was read since: inos[2] goes instead.
+	inos[1].cache.referenced.Store(true)
+	fill(inos[0], 0, 4)
+	if cached(inos[1]) != 4 || cached(inos[2]) != 0 {
+		t.Errorf("second chance: inodes 1 and 2 hold %d and %d pages; want 4 and 0", cached(inos[1]), cached(inos[2]))
+	}
+	// One inode streaming alone past the budget keeps its newest pages.
+	for idx := int64(4); idx < 40; idx += 4 {
+		fill(inos[1], idx, 4)
+		if got := p.bytes.Load(); got > 8*pageSize {
+			t.Fatalf("bytes = %d, over the budget of %d", got, 8*pageSize)
+		}
+	}
+	if cached(inos[0]) != 0 || cached(inos[1]) != 8 {
+		t.Errorf("streaming: inodes 0 and 1 hold %d and %d pages; want 0 and 8", cached(inos[0]), cached(inos[1]))
+	}
+	for idx := int64(32); idx < 40; idx++ {
+		if p := inos[1].cache.pages[idx]; len(p) != pageSize || p[0] != byte(idx-idx%4)+byte(idx%4) {
+			t.Errorf("page %d: %d bytes, first %v", idx, len(p), p[:min(1, len(p))])
+		}
+	}
+	// Invalidation gives everything back: the free list is bounded.
+	inos[1].mu.Lock()
+	inos[1].cache.invalidateLocked()
+	inos[1].mu.Unlock()
+	if p.bytes.Load() != 0 || p.n != 0 || p.freeBytes > p.freeMax {
+		t.Errorf("after invalidation: bytes %d, %d listed, %d free (max %d)", p.bytes.Load(), p.n, p.freeBytes, p.freeMax)
+	}
+}

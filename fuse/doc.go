@@ -67,6 +67,10 @@
 //     more at a page boundary goes straight into the caller's buffer,
 //     uncached, since the next open drops it anyway. CacheAuto drops the pages on open without FOPEN_KEEP_CACHE and
 //     when GETATTR shows a new size or mtime; CacheAlways keeps them.
+//     Clean pages are bounded by PageCacheSize: before a READ for the
+//     cache, the oldest READ buffers of the least recently used inodes
+//     (second chance for ones read since) are evicted, and the next READ
+//     reuses them from a small free list.
 //     Writes go through to the server and into the cached pages, unless
 //     writeback (writeback.go, FUSE_WRITEBACK_CACHE) buffers them as dirty
 //     ranges written back on Flush, Sync, lseek, truncation or past
@@ -87,6 +91,7 @@
 //	inode.flushMu (held across the WRITEs of one writeback)
 //	  Filesystem.dirtyMu
 //	    inode.mu
+//	      pagePool.mu (Filesystem.pages: LRU and free list; a leaf)
 //	Filesystem.mu, forgetBatcher.mu, Filesystem.releases.mu,
 //	fileHandle.dirs.mu: leaves, never held with another
 //

@@ -69,6 +69,11 @@ type FSOptions struct {
 	// WritebackLimit bounds the dirty bytes of the whole filesystem; 0
 	// means DefaultWritebackLimit.
 	WritebackLimit int64
+	// PageCacheSize bounds the clean cached file data of the whole
+	// filesystem, in bytes (dirty data is bounded by WritebackLimit);
+	// past it the pages of the least recently used files are dropped
+	// and re-read on demand. 0 means DefaultPageCacheSize().
+	PageCacheSize int64
 	// ForgetBatch is how many (nodeid, nlookup) pairs the forget batcher
 	// collects before sending them at once; 0 means as many as fit one
 	// BATCH_FORGET on the hiprio queue (253 with one-page requests, at
@@ -104,6 +109,9 @@ type Stats struct {
 	Reads, Writes uint64
 	// DirtyBytes is the data buffered by writeback and not yet written.
 	DirtyBytes int64
+	// CachedBytes is the memory the clean page cache holds, counted
+	// against FSOptions.PageCacheSize.
+	CachedBytes int64
 }
 
 // Filesystem is the FUSE client filesystem: it implements
@@ -146,6 +154,9 @@ type Filesystem struct {
 	dirtyMu sync.Mutex
 	dirty   map[*inode]struct{}
 
+	// pages is the budget and free list of the clean page cache.
+	pages pagePool
+
 	dirtyBytes atomic.Int64  // sum of the inodes' dirty bytes
 	lookups    atomic.Uint64 // Stats.Lookups
 	reads      atomic.Uint64 // Stats.Reads
@@ -184,6 +195,9 @@ func NewFilesystem(conn *Conn, opts FSOptions) (*Filesystem, error) {
 	if opts.ForgetDelay <= 0 {
 		opts.ForgetDelay = DefaultForgetDelay
 	}
+	if opts.PageCacheSize <= 0 {
+		opts.PageCacheSize = DefaultPageCacheSize()
+	}
 	fs := &Filesystem{
 		conn:      conn,
 		params:    p,
@@ -195,6 +209,7 @@ func NewFilesystem(conn *Conn, opts FSOptions) (*Filesystem, error) {
 		stale:     make(map[*inode]struct{}),
 		dirty:     make(map[*inode]struct{}),
 	}
+	fs.pages.init(opts.PageCacheSize)
 	fs.forgets = newForgetBatcher(conn, opts.ForgetBatch, opts.ForgetDelay, opts.Logger)
 	fs.root = fs.newInode(RootID, 0, &Attr{Mode: ModeDir | 0o755, Ino: RootID, Nlink: 2}, 0)
 	fs.root.refs = 1 // the pin: vfs never releases the root it is given
@@ -234,6 +249,7 @@ func (fs *Filesystem) Stats() Stats {
 		Reads:          fs.reads.Load(),
 		Writes:         fs.writes.Load(),
 		DirtyBytes:     fs.dirtyBytes.Load(),
+		CachedBytes:    fs.pages.bytes.Load(),
 	}
 }
 

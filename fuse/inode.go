@@ -73,6 +73,7 @@ func (fs *Filesystem) newInode(nodeid, gen uint64, a *Attr, valid time.Duration)
 	// every other inode (and every inode without writeback, or before its
 	// first read) does without. fillLocked makes the page map on first use.
 	ino.cache.eof = -1
+	ino.cache.ino, ino.cache.pool = ino, &fs.pages
 	ino.wb.size = -1
 	if fs.writeback && ino.ftype == ModeReg {
 		ino.wb.init()
