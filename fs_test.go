@@ -78,6 +78,8 @@ func TestOptionsCheck(t *testing.T) {
 		{"bad dax", Options{DAX: -1}, false},
 		{"negative queues", Options{RequestQueues: -1}, false},
 		{"negative memory", Options{MemorySize: -1}, false},
+		{"negative page cache", Options{PageCacheSize: -1}, false},
+		{"page cache", Options{PageCacheSize: 1 << 20}, true},
 	} {
 		if err := c.opts.check(); (err == nil) != c.ok {
 			t.Errorf("%s: check() = %v, want ok %v", c.name, err, c.ok)

@@ -68,9 +68,10 @@ func mount(ctx context.Context, dev *driver.Device, opts *Options, release func(
 		return nil, fmt.Errorf("govirtiofs: FUSE_INIT: %w", err)
 	}
 	fsys, err := fuse.NewFilesystem(conn, fuse.FSOptions{
-		Cache:     fuseCache(opts.Cache),
-		Writeback: opts.Writeback,
-		Logger:    log,
+		Cache:         fuseCache(opts.Cache),
+		Writeback:     opts.Writeback,
+		PageCacheSize: opts.PageCacheSize,
+		Logger:        log,
 	})
 	if err != nil {
 		conn.Destroy(ctx)

@@ -134,6 +134,13 @@ type Options struct {
 	// reference on a server inode until it is forgotten); 0 means
 	// DefaultDentryCacheSize, negative means none.
 	DentryCacheSize int
+	// PageCacheSize bounds the clean file data the client caches, in
+	// bytes: past it the pages of the least recently used files are
+	// dropped and read again when needed. 0 means an eighth of the
+	// machine's memory, between 32 MiB and 1 GiB
+	// (fuse.DefaultPageCacheSize). Data written but not yet written back
+	// (Writeback) is not counted: it is bounded separately.
+	PageCacheSize int64
 	// UID and GID are the credentials every request carries in its FUSE
 	// header; the server creates files with them and checks permissions
 	// against them. The zero value is root.
@@ -220,6 +227,9 @@ func (o *Options) check() error {
 	}
 	if o.RequestQueues < 0 || o.QueueSize < 0 || o.MemorySize < 0 {
 		return fmt.Errorf("govirtiofs: negative RequestQueues, QueueSize or MemorySize")
+	}
+	if o.PageCacheSize < 0 {
+		return fmt.Errorf("govirtiofs: negative PageCacheSize %d", o.PageCacheSize)
 	}
 	return nil
 }
