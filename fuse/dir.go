@@ -184,7 +184,11 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 					}
 					continue
 				}
-				if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off), Entry: ve}) {
+				de := vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}
+				if ve.Inode != nil {
+					de.Entry = &ve
+				}
+				if !emit(de) {
 					stopped = true
 				}
 				cookie = int64(e.Off)

@@ -325,7 +325,7 @@ func (v *VirtualFilesystem) cacheDirent(dir *Dentry, de *Dirent, gen uint64) {
 	v.mu.Lock()
 	if isDots(de.Name) || len(de.Name) > maxNameLen || hasSlash(de.Name) || dir.dead || v.closed || dir.removals != gen {
 		v.pending = append(v.pending, de.Entry.Inode)
-	} else if c := v.insertLocked(dir, de.Name, &de.Entry, now); c != nil {
+	} else if c := v.insertLocked(dir, de.Name, de.Entry, now); c != nil {
 		v.decRefLocked(c)
 	}
 	v.unlock()

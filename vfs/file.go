@@ -330,9 +330,11 @@ func (fd *FileDescription) ReadDir(ctx context.Context, emit func(Dirent) bool) 
 	gen := fd.d.vfs.removals(fd.d)
 	stopped := false
 	return fd.impl.ReadDir(ctx, fd.off, func(de Dirent) bool {
-		if de.Entry.Inode != nil {
-			fd.d.vfs.cacheDirent(fd.d, &de, gen)
-			de.Entry = Entry{}
+		if de.Entry != nil {
+			if de.Entry.Inode != nil {
+				fd.d.vfs.cacheDirent(fd.d, &de, gen)
+			}
+			de.Entry = nil
 		}
 		if stopped || !emit(de) {
 			stopped = true

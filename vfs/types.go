@@ -109,11 +109,14 @@ type Dirent struct {
 	// FUSE dirent "off"); it becomes the file description's offset once
 	// the entry has been consumed.
 	Next int64
-	// Entry, when its Inode is non-nil, is a lookup result that came with
-	// the entry (READDIRPLUS). Its reference passes to vfs, which caches
-	// it as a dentry under the directory or releases it, exactly once.
-	// Entries for "." and ".." are always released, never cached.
-	Entry Entry
+	// Entry, if not nil and its Inode is non-nil, is a lookup result that
+	// came with the entry (READDIRPLUS). Its reference passes to vfs,
+	// which caches it as a dentry under the directory or releases it,
+	// exactly once, and clears Entry before the Dirent goes further.
+	// Entries for "." and ".." are always released, never cached. A
+	// pointer, so that a Dirent is small enough to pass in registers: a
+	// listing hands every entry through two callbacks.
+	Entry *Entry
 }
 
 // Entry is the result of a lookup: the node a name refers to and how long

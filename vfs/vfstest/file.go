@@ -110,7 +110,8 @@ func (h *File) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Dirent) 
 		if c := h.n.children[name]; c != nil {
 			de.Ino, de.Type = c.ino, vfs.DirentType(c.mode)
 			if h.fs.opts.ReaddirPlus {
-				de.Entry = h.fs.entryLocked(c)
+				e := h.fs.entryLocked(c)
+				de.Entry = &e
 			}
 		}
 		ents = append(ents, de)
@@ -121,6 +122,9 @@ func (h *File) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Dirent) 
 			// The references in the rest were never handed over.
 			h.fs.mu.Lock()
 			for _, r := range ents[i+1:] {
+				if r.Entry == nil {
+					continue
+				}
 				if n, ok := r.Entry.Inode.(*Inode); ok {
 					h.fs.refs[n]--
 					if h.fs.refs[n] == 0 {
