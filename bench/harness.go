@@ -274,7 +274,8 @@ once, rather than one device opened and closed per measurement: a bring-up (devi
 FUSE_INIT) is no part of any workload, and three open FSes cost only their DMA memory (16 MiB of
 hugepages each). The host clients (host-vhostuser: govirtiofs.Dial to a virtiofsd of its own,
 govirtiofs cache auto, cache none for getattr; host-os: package os on the directory) run all
-rounds before the VM boots.
+rounds before the VM boots. Every timed pass starts after a garbage collection (runtime.GC, as
+testing.B does), so that no earlier pass's garbage is collected during it.
 Figures are medians over the rounds.
 
 What cold means: each round of each workload reads a file set of its own (sets/r<round>-<workload>),

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -157,6 +158,9 @@ func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Rec
 		}
 	}
 	env.Latencies, env.RoundTrips = nil, nil // the warm-up's are not the measurement's
+	// As testing.B does before each benchmark: garbage left by the warm-up, earlier workloads
+	// or other clients in this process is collected now, not during the timed pass.
+	runtime.GC()
 	done := func() {}
 	if timed != nil {
 		done = timed(rec)
