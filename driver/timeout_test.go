@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,27 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govirtiofs/govirtiofs/internal/syncbuf"
 	"github.com/govirtiofs/govirtiofs/virtio"
 	"github.com/govirtiofs/govirtiofs/virtio/virtiotest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // timeoutBound is the latest a request with no reply may be failed after
 // it went out: timeout plus two check intervals (see checkInterval), plus
@@ -62,7 +44,7 @@ func TestRequestTimeout(t *testing.T) {
 			before := runtime.NumGoroutine()
 			g := newGate()
 			defer g.release()
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			tr := virtiotest.NewTransport(fsConfig(virtiotest.Config{Features: virtio.FeatureVersion1, Async: true, Handler: g.handler()}))
 			d, err := New(context.Background(), tr, Options{
 				RequestTimeout: timeout, Spin: tt.spin,

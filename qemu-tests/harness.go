@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/govirtiofs/govirtiofs/boot"
+	"github.com/govirtiofs/govirtiofs/internal/syncbuf"
 )
 
 // GuestSpec describes one guest run. Only Pkg is required.
@@ -135,7 +136,7 @@ func Boot(t testing.TB, spec GuestSpec) (Result, error) {
 		share = t.TempDir()
 	}
 	var console bytes.Buffer
-	var output syncBuffer
+	var output syncbuf.Buffer
 	out := &lineLogger{t: t, buf: &output, quiet: spec.Quiet}
 	cfg := boot.VMConfig{
 		Kernel: env.kernel.Vmlinuz, Initrd: img.Path,
@@ -225,7 +226,7 @@ func setup(t testing.TB) (*env, error) {
 // lineLogger copies program output into buf and, unless quiet, logs it line by line.
 type lineLogger struct {
 	t     testing.TB
-	buf   *syncBuffer
+	buf   *syncbuf.Buffer
 	quiet bool
 }
 
@@ -238,22 +239,4 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		l.t.Logf("guest: %s", line)
 	}
 	return len(p), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the console reader and the test goroutine.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
