@@ -314,18 +314,25 @@ func (p *pagePool) added(c *pageCache, n int64) {
 	p.mu.Lock()
 	if p.head != c {
 		p.unlinkLocked(c)
-		c.next = p.head
-		if p.head != nil {
-			p.head.prev = c
-		}
-		p.head = c
-		if p.tail == nil {
-			p.tail = c
-		}
-		c.listed = true
-		p.n++
+		p.pushFrontLocked(c)
 	}
 	p.mu.Unlock()
+}
+
+// pushFrontLocked puts c, which is not on the LRU list, at its head.
+//
+// Preconditions: p.mu is held.
+func (p *pagePool) pushFrontLocked(c *pageCache) {
+	c.next = p.head
+	if p.head != nil {
+		p.head.prev = c
+	}
+	p.head = c
+	if p.tail == nil {
+		p.tail = c
+	}
+	c.listed = true
+	p.n++
 }
 
 // release takes back chunks of c, which no page refers to any more,
@@ -377,11 +384,7 @@ func (p *pagePool) victim() *pageCache {
 			return c
 		}
 		p.unlinkLocked(c)
-		c.next = p.head
-		p.head.prev = c
-		p.head = c
-		c.listed = true
-		p.n++
+		p.pushFrontLocked(c)
 	}
 	return nil
 }
