@@ -1,7 +1,6 @@
 package fuse_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,30 +11,13 @@ import (
 
 	"github.com/govirtiofs/govirtiofs/fuse"
 	"github.com/govirtiofs/govirtiofs/fuse/fusetest"
+	"github.com/govirtiofs/govirtiofs/internal/syncbuf"
 )
 
-// logBuf collects log lines; safe for concurrent use.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // newConn returns an initialized Conn over srv and its log.
-func newConn(t testing.TB, srv *fusetest.Server, opts fuse.ConnOptions) (*fuse.Conn, *logBuf) {
+func newConn(t testing.TB, srv *fusetest.Server, opts fuse.ConnOptions) (*fuse.Conn, *syncbuf.Buffer) {
 	t.Helper()
-	lb := &logBuf{}
+	lb := &syncbuf.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(lb, nil))
 	c := fuse.NewConn(srv, opts)
 	if err := c.Init(context.Background()); err != nil {
@@ -175,7 +157,7 @@ func TestInitRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := fusetest.New(fusetest.Options{})
 			srv.Handle(fuse.OpInit, func(*fusetest.Request) fusetest.Reply { return tt.reply() })
-			c := fuse.NewConn(srv, fuse.ConnOptions{DAX: true, Logger: slog.New(slog.NewTextHandler(&logBuf{}, nil))})
+			c := fuse.NewConn(srv, fuse.ConnOptions{DAX: true, Logger: slog.New(slog.NewTextHandler(&syncbuf.Buffer{}, nil))})
 			err := c.Init(context.Background())
 			if !errors.Is(err, tt.want) {
 				t.Errorf("Init = %v, want %v", err, tt.want)

@@ -30,19 +30,20 @@ import (
 
 	"github.com/govirtiofs/govirtiofs/driver"
 	"github.com/govirtiofs/govirtiofs/fuse"
+	"github.com/govirtiofs/govirtiofs/internal/syncbuf"
 	"github.com/govirtiofs/govirtiofs/internal/virtiofsdtest"
 	"github.com/govirtiofs/govirtiofs/virtio/vhostuser"
 )
 
 // hostConn starts virtiofsd on dir and returns an initialized Conn over
 // the real device, and its log.
-func hostConn(t testing.TB, dir string) (*fuse.Conn, *logBuf) {
+func hostConn(t testing.TB, dir string) (*fuse.Conn, *syncbuf.Buffer) {
 	return hostConnOpts(t, dir, fuse.ConnOptions{})
 }
 
 // hostConnOpts is hostConn with Conn options and extra virtiofsd
 // arguments.
-func hostConnOpts(t testing.TB, dir string, opts fuse.ConnOptions, extraArgs ...string) (*fuse.Conn, *logBuf) {
+func hostConnOpts(t testing.TB, dir string, opts fuse.ConnOptions, extraArgs ...string) (*fuse.Conn, *syncbuf.Buffer) {
 	t.Helper()
 	vd := virtiofsdtest.Start(t, dir, virtiofsdtest.Options{Cache: "none", Xattr: true,
 		ExtraArgs: append([]string{"-o", "readdirplus", "-o", "posix_lock", "-o", "flock"}, extraArgs...)})
@@ -58,7 +59,7 @@ func hostConnOpts(t testing.TB, dir string, opts fuse.ConnOptions, extraArgs ...
 		t.Fatalf("driver.New: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	lb := &logBuf{}
+	lb := &syncbuf.Buffer{}
 	opts.Creds = fuse.Creds{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), PID: uint32(os.Getpid())}
 	opts.Logger = slog.New(slog.NewTextHandler(lb, nil))
 	c := fuse.NewConn(d, opts)
