@@ -7,7 +7,13 @@
 //   - stat: FS.Stat of the -files files below -statdir, once unmeasured,
 //     then -rounds measured passes (every name and attribute cached);
 //   - readdir: FS.ReadDir of each directory named by -dirs, each listed for
-//     the first time by this client.
+//     the first time by this client, then -listings-1 more times (each
+//     listing opens the directory anew, so all its entries come from the
+//     server again): the median and best rate of those, and per listing
+//     the page faults, allocations and garbage collections, and each
+//     opcode's round trips and their time as the driver times them
+//     (Options.OnRoundTrip: publish to reply seen, which under one vCPU
+//     includes waiting for the client to poll).
 //
 // The host prepares the share (the stat files and the directories). Each
 // result line is "metabench: NAME RATE UNIT". With -cpuprofile NAME it
@@ -21,8 +27,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/govirtiofs/govirtiofs"
@@ -35,20 +45,37 @@ func main() {
 	files := flag.Int("files", 1000, "files to stat: f00000, f00001, ...")
 	rounds := flag.Int("rounds", 5, "measured stat passes")
 	dirs := flag.String("dirs", "", "comma-separated directories to list")
+	listings := flag.Int("listings", 1, "listings of each directory in -dirs")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this `name` on the share")
 	flag.Parse()
-	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *profile); err != nil {
+	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *profile); err != nil {
 		fmt.Fprintf(os.Stderr, "metabench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, cache, statDir string, files, rounds int, dirs, profile string) error {
+func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, profile string) error {
 	mode, err := govirtiofs.ParseCacheMode(cache)
 	if err != nil {
 		return err
 	}
-	fsys, err := govirtiofs.Open(context.Background(), tag, govirtiofs.Options{Cache: mode})
+	// The round trips of each opcode and their time, summed for the
+	// repeated listings. Several goroutines may make requests.
+	var rtMu sync.Mutex
+	var rtSum [64]time.Duration
+	var rtN [64]int
+	opts := govirtiofs.Options{Cache: mode}
+	if listings > 1 {
+		opts.OnRoundTrip = func(op uint32, d time.Duration) {
+			if op < 64 {
+				rtMu.Lock()
+				rtSum[op] += d
+				rtN[op]++
+				rtMu.Unlock()
+			}
+		}
+	}
+	fsys, err := govirtiofs.Open(context.Background(), tag, opts)
 	if err != nil {
 		return err
 	}
@@ -82,13 +109,44 @@ func run(tag, cache, statDir string, files, rounds int, dirs, profile string) er
 	}
 	if dirs != "" {
 		for _, dir := range strings.Split(dirs, ",") {
-			t0 := time.Now()
-			ents, err := fsys.ReadDir(dir)
-			if err != nil {
-				return err
+			var ds []time.Duration
+			var ru0, ru1 syscall.Rusage
+			var ms0, ms1 runtime.MemStats
+			for i := range max(listings, 1) {
+				if i == 1 {
+					rtMu.Lock()
+					rtSum, rtN = [64]time.Duration{}, [64]int{}
+					rtMu.Unlock()
+					syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+					runtime.ReadMemStats(&ms0)
+				}
+				t0 := time.Now()
+				ents, err := fsys.ReadDir(dir)
+				if err != nil {
+					return err
+				}
+				d := time.Since(t0)
+				ds = append(ds, d)
+				if i == 0 {
+					fmt.Printf("metabench: readdir[%s] %.0f entries/s (%d entries, %v)\n", dir, float64(len(ents))/d.Seconds(), len(ents), d.Round(time.Microsecond))
+				} else if i == listings-1 {
+					syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+					runtime.ReadMemStats(&ms1)
+					k := int64(listings - 1)
+					fmt.Printf("metabench: readdir-again[%s] per listing: %d minor faults, %d bytes allocated, %d mallocs, %.2f GCs\n", dir,
+						(ru1.Minflt-ru0.Minflt)/k, int64(ms1.TotalAlloc-ms0.TotalAlloc)/k, int64(ms1.Mallocs-ms0.Mallocs)/k, float64(ms1.NumGC-ms0.NumGC)/float64(k))
+					rtMu.Lock()
+					for op := range rtN {
+						if rtN[op] > 0 {
+							fmt.Printf("metabench: readdir-again[%s] per listing: opcode %d: %.2f round trips, %v\n", dir, op, float64(rtN[op])/float64(k), (rtSum[op] / time.Duration(k)).Round(time.Microsecond))
+						}
+					}
+					rtMu.Unlock()
+					slices.Sort(ds[1:])
+					m := ds[1+(len(ds)-1)/2]
+					fmt.Printf("metabench: readdir-again[%s] %.0f entries/s (median of %d listings: %v; best %v)\n", dir, float64(len(ents))/m.Seconds(), len(ds)-1, m.Round(time.Microsecond), ds[1].Round(time.Microsecond))
+				}
 			}
-			d := time.Since(t0)
-			fmt.Printf("metabench: readdir[%s] %.0f entries/s (%d entries, %v)\n", dir, float64(len(ents))/d.Seconds(), len(ents), d.Round(time.Microsecond))
 		}
 	}
 	if profile != "" {
