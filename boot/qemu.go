@@ -47,6 +47,9 @@ func qemuArgs(cfg *VMConfig, sockets []string, tscKHz int) ([]string, error) {
 		args = append(args, "-numa", "node,memdev=mem")
 	}
 	args = append(args,
+		// Thread names ("CPU 0/TCG" for a vCPU), so that a host tool can tell the vCPU
+		// threads from QEMU's I/O threads (the bench pins and prioritizes them apart).
+		"-name", "govirtiofs,debug-threads=on",
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-serial", "stdio", "-no-reboot",
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd,

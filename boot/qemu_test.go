@@ -21,13 +21,13 @@ func TestQEMUArgs(t *testing.T) {
 		want    string
 	}{
 		{MachineQ35, "-accel tcg -machine q35 -smp 2 -m 256M -object memory-backend-memfd,id=mem,size=256M,share=on " +
-			"-numa node,memdev=mem -nodefaults -no-user-config -display none -serial stdio -no-reboot " +
+			"-numa node,memdev=mem -name govirtiofs,debug-threads=on -nodefaults -no-user-config -display none -serial stdio -no-reboot " +
 			"-kernel /k/vmlinuz -initrd /k/initrd.cpio -append console=ttyS0 quiet panic=-1 hugepages=8 x=1 " +
 			"-chardev socket,id=vfs0,path=/run/v.sock -device vhost-user-fs-pci,chardev=vfs0,tag=share,queue-size=1024 " +
 			"-fsdev local,id=p90,path=/n,,m,security_model=passthrough -device virtio-9p-pci,fsdev=p90,mount_tag=p9"},
 		{MachineMicroVM, "-accel tcg -machine microvm,memory-backend=mem,pit=on,pic=on,rtc=on " +
 			"-global virtio-mmio.force-legacy=false -smp 2 -m 256M -object memory-backend-memfd,id=mem,size=256M,share=on " +
-			"-nodefaults -no-user-config -display none -serial stdio -no-reboot " +
+			"-name govirtiofs,debug-threads=on -nodefaults -no-user-config -display none -serial stdio -no-reboot " +
 			"-kernel /k/vmlinuz -initrd /k/initrd.cpio -append console=ttyS0 quiet panic=-1 hugepages=8 tsc_early_khz=2000000 tsc=reliable x=1 " +
 			"-chardev socket,id=vfs0,path=/run/v.sock -device vhost-user-fs-device,chardev=vfs0,tag=share,queue-size=1024 " +
 			"-fsdev local,id=p90,path=/n,,m,security_model=passthrough -device virtio-9p-device,fsdev=p90,mount_tag=p9"},

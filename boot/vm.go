@@ -418,5 +418,15 @@ func (vm *VM) Timings() Timings {
 	return vm.timings
 }
 
+// PIDs returns QEMU's process ID and those of the shares' virtiofsd, in [VMConfig].Shares order.
+// Each leads a process group of its own (virtiofsd forks its sandboxed server into it); QEMU
+// names its threads (-name debug-threads=on: a vCPU's is "CPU 0/TCG").
+func (vm *VM) PIDs() (qemu int, virtiofsd []int) {
+	for _, d := range vm.daemons {
+		virtiofsd = append(virtiofsd, d.PID())
+	}
+	return vm.qemu.Process.Pid, virtiofsd
+}
+
 // Args returns QEMU's command line (without the program name).
 func (vm *VM) Args() []string { return append([]string(nil), vm.args...) }
