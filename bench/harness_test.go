@@ -88,6 +88,14 @@ func TestHarnessQuick(t *testing.T) {
 	if err != nil || !strings.Contains(string(md), "-o cache=auto --thread-pool-size=0") {
 		t.Errorf("results.md does not give the virtiofsd options (%v):\n%s", err, md)
 	}
+	// Each phase on one host CPU where there are two; said either way, and nothing failed.
+	want := "VM phase: not placed"
+	if placeCPU(false).active() {
+		want = "VM phase: on host CPU"
+	}
+	if !strings.Contains(string(md), want) || strings.Contains(string(md), "Placement failed") {
+		t.Errorf("results.md does not say %q, or says a placement failed:\n%s", want, md)
+	}
 	if n := strings.Count(progress.String(), "VM: booting"); n != 1 {
 		t.Errorf("%d VM boots, want 1:\n%s", n, progress.String())
 	}

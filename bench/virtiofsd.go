@@ -14,6 +14,12 @@ import (
 // arguments args) and dials it with govirtiofs.Dial using opts. Cold means a fresh virtiofsd and
 // FS: the client caches nothing at the start; the host's page cache stays warm.
 func HostVhostuserClient(bin, dir, cache string, args []string, opts govirtiofs.Options) Client {
+	return hostVhostuserClient(bin, dir, cache, args, opts, nil)
+}
+
+// hostVhostuserClient is HostVhostuserClient; started, if not nil, is called with each
+// virtiofsd's process ID once it listens (the harness places it).
+func hostVhostuserClient(bin, dir, cache string, args []string, opts govirtiofs.Options, started func(pid int)) Client {
 	return Client{Name: ClientHostVhostuser, Start: func(ctx context.Context) (FS, func() error, error) {
 		tmp, err := os.MkdirTemp("", "govirtiofs-bench-")
 		if err != nil {
@@ -26,6 +32,9 @@ func HostVhostuserClient(bin, dir, cache string, args []string, opts govirtiofs.
 		if err != nil {
 			os.RemoveAll(tmp)
 			return nil, nil, err
+		}
+		if started != nil {
+			started(d.PID())
 		}
 		rt := NewRoundTrips(OpGetattr)
 		opts := opts
