@@ -62,12 +62,20 @@
 // goes back to the pool whole, its buffers attached, and the next small
 // request takes it with one lock.
 //
-// Where a round trip's time goes in a TCG guest (rtbench, q35, one vCPU):
-// the notification (an MMIO write that QEMU turns into an eventfd write)
-// costs about 1 µs alone, but virtiofsd, woken by it, often runs on the
-// vCPU thread's host CPU and finishes the request before the write returns;
-// the driver's own work (copying in, adding the chain, harvesting,
-// copying out) is a few µs; the rest is virtiofsd's. Debian's virtiofsd
+// Where a round trip's time goes in a TCG guest (rtbench, q35, one vCPU;
+// perf sched on a 2-CPU host that is itself a VM): the notification (an
+// MMIO write that QEMU turns into an eventfd write) costs about 1 µs alone.
+// virtiofsd's queue thread, woken by it, starts about 4 µs later (p50) when
+// woken on the vCPU thread's own host CPU, which it preempts, but about
+// 26 µs later when woken on the other CPU (halted, or running another
+// process), and serves a GETATTR in 8-13 µs. Left to itself the host's
+// scheduler chose either from one moment to the next: guest GETATTR round
+// trips were 13-20 µs (p50) in some phases of one boot and 45-65 µs in
+// others; host-vhostuser's were 8-11 µs with client and virtiofsd on one
+// CPU, 33-59 µs with them on two. The bench (package bench) therefore runs
+// QEMU and its virtiofsd on one host CPU, as it does host-vhostuser's
+// client and virtiofsd. The driver's own work (copying in, adding the
+// chain, harvesting, copying out) is a few µs. Debian's virtiofsd
 // 7.2 serves requests on the queue's own thread by default
 // (--thread-pool-size=0); a pool (--thread-pool-size=64) adds a hand-off
 // to a worker (GETATTR about 1.6 times slower over vhost-user on a host),
