@@ -16,6 +16,12 @@
 //     LOOKUP each: nothing is trusted) and of the root; then a fresh FS with
 //     the default cache mode stats each of the -n files once (stat-cold).
 //
+// With -phases N the driver level ends with N more GETATTR passes, each
+// after a line "rtbench: phase I", a pause and the time of a fixed piece of
+// guest work (how fast the vCPU runs then): a host script that reads the
+// output can move QEMU's and virtiofsd's threads between host CPUs in the
+// pause, and compare placements within one boot.
+//
 // The -n files are created through the FS before the driver level, under
 // rtbench.d/, unless they are there already.
 //
@@ -73,6 +79,8 @@ func main() {
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the fs phase to this `name` on the share")
 	level := flag.String("level", "micro,driver,fs", "which measurements: a comma-separated list of micro, driver and fs")
 	spins := flag.String("spin", "default", "comma-separated driver.Options.Spin values for the driver level (default: DefaultSpin; -1ns: park at once)")
+	phases := flag.Int("phases", 0, "at the driver level, after the other measurements, this many more GETATTR passes, each announced with a line \"rtbench: phase I\" and a pause of -phase-pause, so that a host script can change the host's thread placement in between")
+	phasePause := flag.Duration("phase-pause", time.Second, "the pause after each phase line")
 	eventIdx := flag.Bool("eventidx", false, "negotiate EVENT_IDX at the driver level (virtiofsd 7.2 may die on a later bring-up: see driver.Options.EventIdx)")
 	flag.Parse()
 	ctx := context.Background()
@@ -100,7 +108,7 @@ func main() {
 				}
 			}
 			opts := driver.Options{Spin: spin, EventIdx: *eventIdx, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			if err := benchDriver(ctx, *n, fmt.Sprintf("spin=%s event_idx=%v", sp, *eventIdx), opts); err != nil {
+			if err := benchDriver(ctx, *n, fmt.Sprintf("spin=%s event_idx=%v", sp, *eventIdx), opts, *phases, *phasePause); err != nil {
 				fmt.Fprintf(os.Stderr, "rtbench: driver: %v\n", err)
 				os.Exit(1)
 			}
@@ -143,6 +151,24 @@ func micro() {
 	}
 }
 
+// cpuLoop returns what a fixed piece of guest work (a multiply-xorshift
+// chain, no memory traffic) costs now: under TCG it shows how fast the vCPU
+// thread runs at the moment, apart from any device or wake-up latency.
+func cpuLoop() time.Duration {
+	const n = 200000
+	x := uint64(time.Now().UnixNano())
+	start := time.Now()
+	for range n {
+		x ^= x >> 7
+		x *= 0x9e3779b97f4a7c15
+	}
+	el := time.Since(start)
+	sinkLoop.Store(x)
+	return (el * 1000 / n).Round(time.Nanosecond) // per 1000 iterations
+}
+
+var sinkLoop atomic.Uint64
+
 // report prints the percentiles of ds.
 func report(name string, ds []time.Duration) {
 	slices.Sort(ds)
@@ -183,7 +209,7 @@ func header(b []byte, opcode uint32, unique, nodeid uint64) {
 	binary.LittleEndian.PutUint64(b[16:], nodeid)
 }
 
-func benchDriver(ctx context.Context, n int, name string, opts driver.Options) error {
+func benchDriver(ctx context.Context, n int, name string, opts driver.Options, phases int, pause time.Duration) error {
 	mem, err := dmamem.New(dmaPages)
 	if err != nil {
 		return err
@@ -285,7 +311,7 @@ func benchDriver(ctx context.Context, n int, name string, opts driver.Options) e
 	}
 	// Each name once, then forgotten: virtiofsd drops the inode, and the
 	// next pass (another -spin) finds the names cold again.
-	return measure("LOOKUP-cold", func(i int) (time.Duration, error) {
+	if err := measure("LOOKUP-cold", func(i int) (time.Duration, error) {
 		el, entry, err := rt(opLookup, dir, []byte(fileName(i%n)+"\x00"), entryOutLen)
 		if err != nil {
 			return 0, err
@@ -295,7 +321,21 @@ func benchDriver(ctx context.Context, n int, name string, opts driver.Options) e
 		header(f, opForget, unique, binary.LittleEndian.Uint64(entry))
 		binary.LittleEndian.PutUint64(f[inHeaderLen:], 1)
 		return el, d.SendHiprio(ctx, [][]byte{f})
-	})
+	}); err != nil {
+		return err
+	}
+	for i := range phases {
+		fmt.Printf("rtbench: phase %d\n", i)
+		time.Sleep(pause)
+		fmt.Printf("rtbench: cpu-loop phase=%d %v\n", i, cpuLoop())
+		if err := measure(fmt.Sprintf("GETATTR phase=%d", i), func(int) (time.Duration, error) {
+			el, _, err := rt(opGetattr, rootID, make([]byte, getattrInLen), attrOutLen)
+			return el, err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func benchFS(ctx context.Context, tag string, n int, profile string) error {
