@@ -2,7 +2,7 @@ package fuse
 
 import (
 	"context"
-	"math/bits"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -10,15 +10,21 @@ import (
 )
 
 // Sizes of READDIR and READDIRPLUS requests. Linux asks for one page each
-// time; a round trip costs far more here than a large buffer, so a plain
-// READDIR asks for readdirSize (and max_pages*4096 once a reply fills
-// it), and a READDIRPLUS, whose every entry costs an inode and a dentry,
-// for readdirplusSize. After a short reply the directory has probably
-// ended, so the request that checks it asks for one page only.
+// time. Here a listing's first plain READDIR asks for readdirFirstSize,
+// small so that the client has entries to work on soon, and each one
+// after a reply that filled its buffer for readdirMaxSize: the next
+// READDIR is sent before a reply is read (see fileHandle.ReadDir), so that
+// the server reads the directory on while the client works through the
+// entries, and replies of some tens of KiB let the two overlap, where one
+// reply of a whole large directory left each waiting for the other. A
+// READDIRPLUS, whose every entry costs an inode and a dentry, asks for
+// readdirplusSize. After a short reply the directory has probably ended,
+// so the request that checks it asks for one page only.
 const (
-	readdirSize     = 128 << 10
-	readdirplusSize = pageSize
-	readdirEndSize  = pageSize
+	readdirFirstSize = 8 << 10
+	readdirMaxSize   = 64 << 10
+	readdirplusSize  = pageSize
+	readdirEndSize   = pageSize
 )
 
 // dirState is an open directory's listing state: the entries of the last
@@ -36,7 +42,12 @@ type dirState struct {
 	restAt int64
 	// short is set after a reply that did not fill its buffer.
 	short bool
-	// size is the size of the next full READDIR; 0 means readdirSize.
+	// endAt, if not 0, is the cookie at which a READDIR sent ahead
+	// found the end of the listing, after rest: a listing that gets
+	// there ends without asking again (once).
+	endAt int64
+	// size is the size of the next full READDIR; 0 means
+	// readdirFirstSize.
 	size int
 }
 
@@ -45,6 +56,7 @@ type dirListing struct {
 	rest   []Dirent
 	restAt int64
 	short  bool
+	endAt  int64
 	size   int
 }
 
@@ -52,7 +64,7 @@ type dirListing struct {
 //
 // Preconditions: d.mu is held.
 func (d *dirState) take() dirListing {
-	l := dirListing{rest: d.rest, restAt: d.restAt, short: d.short, size: d.size}
+	l := dirListing{rest: d.rest, restAt: d.restAt, short: d.short, endAt: d.endAt, size: d.size}
 	d.rest = nil
 	return l
 }
@@ -61,7 +73,7 @@ func (d *dirState) take() dirListing {
 //
 // Preconditions: d.mu is held.
 func (d *dirState) store(l dirListing) {
-	d.rest, d.restAt, d.short, d.size = l.rest, l.restAt, l.short, l.size
+	d.rest, d.restAt, d.short, d.endAt, d.size = l.rest, l.restAt, l.short, l.endAt, l.size
 }
 
 // usePlus decides between READDIRPLUS and READDIR as Linux
@@ -101,26 +113,18 @@ func (ino *inode) smallDir() bool {
 	return ino.attr.Ino != 0 && ino.attr.Size <= readdirplusSize
 }
 
-// readdirFirstSize is the size of a listing's first READDIR: readdirSize,
-// or for a directory whose last known size attribute (only a hint) is
-// larger, the power of two at or above twice that, so that a large
-// directory is read in one reply where it fits. A FUSE dirent of a short
-// name takes about twice the bytes that ext4 and tmpfs count for it in a
-// directory's size (5000 names of 7 bytes: 160,000 bytes of replies, and
-// a size of 131,072 on ext4).
-func (ino *inode) readdirFirstSize() int {
-	ino.mu.Lock()
-	size := ino.attr.Size
-	ino.mu.Unlock()
-	if size <= readdirSize/2 || size > 1<<30 {
-		return readdirSize
-	}
-	return 1 << bits.Len64(2*size-1)
-}
-
 // ReadDir implements vfs.FileDescriptionImpl.ReadDir with READDIRPLUS or
 // READDIR as usePlus decides (each READDIRPLUS entry's lookup becomes an
 // Entry reference for vfs's dentry cache, Linux fuse_direntplus_link).
+//
+// A listing from the start, or one whose emit took a whole reply, sends
+// each plain READDIR as soon as the reply before it has come, at that
+// reply's last d_off, before handing out that reply's entries: the server
+// reads on while the client works (in a one-vCPU guest under TCG the
+// client's work per entry costs about as much as the server's). If emit
+// stops within a reply, the READDIR sent ahead is waited for and its
+// entries kept with the rest (a failed one is dropped: its error comes
+// again if the listing goes on there); an empty one marks the end.
 // Entries with nodeid 0, and "." and "..", carry no reference. When emit
 // stops the listing, the lookups of the READDIRPLUS entries not handed
 // over are released at once, so that they are forgotten; plain entries
@@ -140,8 +144,18 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 		f.dirs.mu.Unlock()
 	}()
 	maxIO := fs.params.MaxPages * pageSize
+	// next is the READDIR in flight for the entries after the last
+	// reply's, sent before that reply was read.
+	var next *readdirCall
+	// ahead is set when the caller probably lists on, so that the next
+	// READDIR may go out before a reply is read: a listing from the
+	// start (FS.ReadDir, os.ReadDir) until a READDIRPLUS reply comes
+	// first, and once emit took a whole reply or the rest of one.
+	ahead := cookie == 0
 	for {
-		if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
+		if next != nil {
+			// Plain entries follow plain entries: the one in flight.
+		} else if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
 			for i, e := range st.rest {
 				if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}) {
 					st.rest = st.rest[i:]
@@ -151,11 +165,19 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 				cookie = int64(e.Off)
 			}
 			st.rest = nil
+			ahead = true
 			continue
 		}
 		st.rest = nil
+		if st.endAt != 0 {
+			end := st.endAt == cookie
+			st.endAt = 0
+			if end {
+				return nil
+			}
+		}
 		in := ReadIn{Fh: f.fh, Offset: uint64(cookie), Flags: uint32(f.flags)}
-		plus := f.usePlus(cookie)
+		plus := next == nil && f.usePlus(cookie)
 		var pents []DirentPlus
 		if plus {
 			var err error
@@ -171,6 +193,7 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			if len(pents) == 0 {
 				return nil
 			}
+			ahead = false
 			stopped := false
 			for i := range pents {
 				e := &pents[i]
@@ -198,15 +221,14 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			}
 			continue
 		}
-		size := st.size
-		if size == 0 {
-			size = f.ino.readdirFirstSize()
+		var rep readdirReply
+		var err error
+		if next != nil {
+			rep, err = next.wait()
+			next = nil
+		} else {
+			rep, err = fs.conn.readdirRecords(ctx, f.ino.nodeid, in, st.nextSize(maxIO))
 		}
-		size = min(size, maxIO)
-		if st.short {
-			size = min(readdirEndSize, maxIO)
-		}
-		rep, err := fs.conn.readdirRecords(ctx, f.ino.nodeid, in, size)
 		if err != nil {
 			return err
 		}
@@ -216,10 +238,17 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			return nil
 		}
 		// A reply with room left for a long name probably ended the
-		// directory; one that filled the buffer asks for a larger one.
-		st.short = size-len(rep.p) >= direntSize(255)
-		if !st.short && size >= st.size {
-			st.size = min(2*size, maxIO)
+		// directory; after one that filled the buffer, full-size
+		// READDIRs follow.
+		st.short = rep.size-len(rep.p) >= direntSize(255)
+		if !st.short {
+			st.size = min(readdirMaxSize, maxIO)
+		}
+		// The next READDIR goes out before this reply is read, so
+		// that the server reads on while the client works.
+		if ahead {
+			in.Offset = rep.last.Off
+			next = fs.conn.startReaddir(ctx, f.ino.nodeid, in, st.nextSize(maxIO))
 		}
 		for off, at := 0, 0; off < len(rep.p); {
 			e, nextOff, nextAt := rep.direntAt(off, at)
@@ -227,7 +256,21 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 				if cookie != 0 {
 					st.rest = rep.dirents(off, at)
 					st.restAt = cookie
+					// The reply after this one continues the
+					// rest; an error in it will come again if the
+					// listing goes on.
+					if next == nil {
+					} else if nrep, err := next.wait(); err == nil {
+						if nrep.n == 0 {
+							st.endAt = int64(rep.last.Off)
+						}
+						st.rest = append(st.rest, nrep.dirents(0, 0)...)
+						nrep.free()
+					}
+				} else if next != nil {
+					next.discard()
 				}
+				next = nil
 				rep.free()
 				return nil
 			}
@@ -235,7 +278,20 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			off, at = nextOff, nextAt
 		}
 		rep.free()
+		ahead = true
 	}
+}
+
+// nextSize returns the size of the next plain READDIR.
+func (st *dirListing) nextSize(maxIO int) int {
+	if st.short {
+		return min(readdirEndSize, maxIO)
+	}
+	size := st.size
+	if size == 0 {
+		size = readdirFirstSize
+	}
+	return min(size, maxIO)
 }
 
 // readdirReply is a checked READDIR reply in its pooled buffer, which
@@ -243,6 +299,47 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 type readdirReply struct {
 	direntRecords
 	buf *[]byte
+	// size is the size the READDIR asked for.
+	size int
+	// last is the reply's last entry, whose offset is the cookie of
+	// the entries after the reply.
+	last Dirent
+}
+
+// readdirCall is a READDIR in flight (startReaddir), whose reply wait
+// returns.
+type readdirCall struct {
+	rep  readdirReply
+	err  error
+	done chan struct{}
+}
+
+// startReaddir sends a READDIR as readdirRecords does and returns at
+// once; wait or discard must follow. Its round trip runs on a goroutine
+// of its own, which goes first (runtime.Gosched) so that the request is
+// out before the caller goes on: with one processor (GOMAXPROCS=1 in a
+// one-vCPU guest) a new goroutine would otherwise wait until the caller
+// blocks. Its spin for the reply yields to the caller between looks.
+func (c *Conn) startReaddir(ctx context.Context, nodeid uint64, in ReadIn, size int) *readdirCall {
+	rc := &readdirCall{done: make(chan struct{})}
+	go func() {
+		rc.rep, rc.err = c.readdirRecords(ctx, nodeid, in, size)
+		close(rc.done)
+	}()
+	runtime.Gosched()
+	return rc
+}
+
+// wait returns the reply, which the caller frees.
+func (rc *readdirCall) wait() (readdirReply, error) {
+	<-rc.done
+	return rc.rep, rc.err
+}
+
+// discard waits for the reply and frees it.
+func (rc *readdirCall) discard() {
+	rep, _ := rc.wait()
+	rep.free()
 }
 
 func (r *readdirReply) free() {
@@ -267,6 +364,25 @@ func (c *Conn) readdirRecords(ctx context.Context, nodeid uint64, in ReadIn, siz
 			putDirBuf(buf)
 			return readdirReply{}, err
 		}
-		return readdirReply{direntRecords: recs, buf: buf}, nil
+		out := readdirReply{direntRecords: recs, buf: buf, size: size}
+		if recs.n > 0 {
+			out.last = lastDirent(recs.p)
+		}
+		return out, nil
 	})
+}
+
+// lastDirent returns the header fields of the last record of p, a
+// checked READDIR reply of at least one record (no name).
+func lastDirent(p []byte) Dirent {
+	off := 0
+	for {
+		next := off + direntSize(int(le.Uint32(p[off+16:])))
+		if next >= len(p) {
+			break
+		}
+		off = next
+	}
+	h := p[off : off+direntHeaderSize]
+	return Dirent{Ino: le.Uint64(h), Off: le.Uint64(h[8:]), Type: le.Uint32(h[20:])}
 }

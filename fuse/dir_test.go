@@ -2,10 +2,16 @@ package fuse_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -84,4 +90,324 @@ func TestReadDirPlusChoice(t *testing.T) {
 	if got, seen := list("large"); got == 0 || seen != 502 {
 		t.Errorf("listing large after a lookup in it: %d lookups, %d names; want READDIRPLUS and 502", got, seen)
 	}
+}
+
+// readdirLog is a Sender over the device that records every plain READDIR
+// (its offset, its size and the d_off of the last entry of its reply) and
+// can damage one reply: the READDIR numbered failAt (from 1) gets an EIO
+// reply, or with corrupt its first record's namelen becomes 0.
+type readdirLog struct {
+	fuse.Sender
+
+	mu      sync.Mutex // guards the fields below
+	reqs    []readdirReq
+	failAt  int
+	corrupt bool
+	// issued gets a value as each READDIR is sent, if there is room.
+	issued chan struct{}
+}
+
+// readdirReq is one READDIR as readdirLog saw it.
+type readdirReq struct {
+	off, size, lastOff uint64
+	entries            int
+}
+
+func (l *readdirLog) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
+	if opcodeOf(in) != fuse.OpReaddir {
+		return l.Sender.RoundTrip(ctx, in, out)
+	}
+	args := in[0][40:]
+	req := readdirReq{off: binary.LittleEndian.Uint64(args[8:]), size: uint64(binary.LittleEndian.Uint32(args[16:]))}
+	l.mu.Lock()
+	l.reqs = append(l.reqs, req)
+	k := len(l.reqs)
+	select {
+	case l.issued <- struct{}{}:
+	default:
+	}
+	fail, corrupt := k == l.failAt && !l.corrupt, k == l.failAt && l.corrupt
+	l.mu.Unlock()
+	n, err := l.Sender.RoundTrip(ctx, in, out)
+	if err != nil || n < 16 || len(out) < 2 {
+		return n, err
+	}
+	data := out[1][:n-len(out[0])]
+	if fail {
+		// An error reply: fuse_out_header alone, error -EIO.
+		binary.LittleEndian.PutUint32(out[0][0:], 16)
+		eio := -int32(syscall.EIO)
+		binary.LittleEndian.PutUint32(out[0][4:], uint32(eio))
+		return 16, nil
+	}
+	for p := data; len(p) >= 24; {
+		req.lastOff = binary.LittleEndian.Uint64(p[8:])
+		req.entries++
+		p = p[min(len(p), (24+int(binary.LittleEndian.Uint32(p[16:]))+7)&^7):]
+	}
+	if corrupt && len(data) >= 24 {
+		binary.LittleEndian.PutUint32(data[16:], 0)
+	}
+	l.mu.Lock()
+	l.reqs[k-1] = req
+	l.mu.Unlock()
+	return n, nil
+}
+
+// sent returns the READDIRs sent so far.
+func (l *readdirLog) sent() []readdirReq {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reqs)
+}
+
+// TestReadDirLookahead lists a directory of 3000 names through virtiofsd
+// in READDIRs of 8 KiB, then 64 KiB, each sent before the reply before it
+// is read: every name comes once, each READDIR continues at the d_off of
+// the last entry before it, and while a reply's entries are handed out
+// the READDIR after it is already sent. Listing in pieces, an error or a
+// malformed reply in a READDIR sent ahead, and names that come and go
+// between READDIRs are checked too.
+func TestReadDirLookahead(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const total = 3000
+	want := make([]string, 0, total+2)
+	for i := range total {
+		name := fmt.Sprintf("entry-%05d", i)
+		fsHostWrite(t, filepath.Join(dir, name), "")
+		want = append(want, name)
+	}
+	want = append(want, ".", "..")
+	slices.Sort(want)
+	log := &readdirLog{issued: make(chan struct{}, 1)}
+	// The directory's size attribute (more than a page) makes every
+	// listing plain READDIRs, also with READDIRPLUS negotiated.
+	s := startFS(t, filepath.Dir(dir), fsConfig{
+		daemon: virtiofsdtest.Options{Cache: "auto"},
+		fs:     fuse.FSOptions{Cache: fuse.CacheAuto},
+		sender: func(d fuse.Sender) fuse.Sender { log.Sender = d; return log },
+	})
+	ctx := context.Background()
+	open := func(t *testing.T) *vfs.FileDescription {
+		t.Helper()
+		fd, err := s.v.Open(ctx, root, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fd.Close(ctx) })
+		return fd
+	}
+	// listAll lists fd to the end in calls of at most per entries (all
+	// if 0) and returns the names and the last error.
+	listAll := func(fd *vfs.FileDescription, per int, each func(name string)) ([]string, error) {
+		var got []string
+		for {
+			n := 0
+			err := fd.ReadDir(ctx, func(de vfs.Dirent) bool {
+				if per > 0 && n == per {
+					return false
+				}
+				n++
+				got = append(got, de.Name)
+				if each != nil {
+					each(de.Name)
+				}
+				return true
+			})
+			if err != nil || n == 0 || per == 0 {
+				return got, err
+			}
+		}
+	}
+	checkOffsets := func(t *testing.T, reqs []readdirReq) {
+		t.Helper()
+		for i := 1; i < len(reqs); i++ {
+			want := reqs[i-1].lastOff
+			if reqs[i-1].entries == 0 {
+				want = reqs[i-1].off // the end, asked again
+			}
+			if reqs[i].off != want {
+				t.Errorf("READDIR %d at offset %d, want %d (the last entry of the one before)", i+1, reqs[i].off, want)
+			}
+		}
+	}
+
+	t.Run("whole", func(t *testing.T) {
+		fd := open(t)
+		log.mu.Lock()
+		log.reqs = nil
+		log.mu.Unlock()
+		// At the last entry of each reply, the READDIR after it must
+		// be out already: the consumer waits for it there (a listing
+		// that read a reply before asking for the next would never
+		// send it).
+		entries, reply, end := 0, 0, 0
+		got, err := listAll(fd, 0, func(string) {
+			entries++
+			for entries > end {
+				reply++
+				end += log.sent()[reply-1].entries
+			}
+			if entries < end {
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(log.sent()) <= reply {
+				select {
+				case <-log.issued:
+				case <-time.After(time.Until(deadline)):
+					t.Fatalf("READDIR %d not sent while reply %d was read", reply+1, reply)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("listed %d names, want %d, each once", len(got), len(want))
+		}
+		reqs := log.sent()
+		checkOffsets(t, reqs)
+		var sizes []uint64
+		for _, r := range reqs {
+			sizes = append(sizes, r.size)
+		}
+		if len(sizes) < 4 || !slices.Equal(sizes[:3], []uint64{8 << 10, 64 << 10, 64 << 10}) || sizes[len(sizes)-1] != 4<<10 || reqs[len(reqs)-1].entries != 0 {
+			t.Errorf("READDIR sizes %v, the last with %d entries: want 8, 64, 64 KiB..., then an empty 4 KiB one", sizes, reqs[len(reqs)-1].entries)
+		}
+	})
+
+	t.Run("pieces", func(t *testing.T) {
+		fd := open(t)
+		log.mu.Lock()
+		log.reqs = nil
+		log.mu.Unlock()
+		got, err := listAll(fd, 37, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("listed %d names 37 at a time, want %d, each once", len(got), len(want))
+		}
+		reqs := log.sent()
+		checkOffsets(t, reqs)
+		if whole := 5; len(reqs) > whole {
+			t.Errorf("%d READDIRs for a listing 37 at a time, want at most %d: the entries of a READDIR sent ahead are kept", len(reqs), whole)
+		}
+	})
+
+	for _, corrupt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bad-reply-corrupt=%v", corrupt), func(t *testing.T) {
+			fd := open(t)
+			log.mu.Lock()
+			log.reqs, log.failAt, log.corrupt = nil, 3, corrupt
+			log.mu.Unlock()
+			defer func() {
+				log.mu.Lock()
+				log.failAt = 0
+				log.mu.Unlock()
+			}()
+			got, err := listAll(fd, 0, nil)
+			if !errors.Is(err, syscall.EIO) {
+				t.Fatalf("listing with READDIR 3 damaged: %v, want EIO", err)
+			}
+			reqs := log.sent()
+			if n := reqs[0].entries + reqs[1].entries; len(got) != n {
+				t.Errorf("listed %d names before the error, want the %d of the first two READDIRs (%+v)", len(got), n, reqs)
+			}
+			// The listing goes on from the last entry handed out.
+			rest, err := listAll(fd, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rest...)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("listed %d names around the error, want %d, each once", len(got), len(want))
+			}
+		})
+	}
+
+	t.Run("stop-before-error", func(t *testing.T) {
+		// A READDIR sent ahead fails, but the caller stops before its
+		// entries: no error, and the next call asks again.
+		fd := open(t)
+		log.mu.Lock()
+		log.reqs, log.failAt, log.corrupt = nil, 3, false
+		log.mu.Unlock()
+		defer func() {
+			log.mu.Lock()
+			log.failAt = 0
+			log.mu.Unlock()
+		}()
+		var got []string
+		stopAt := -1
+		err := fd.ReadDir(ctx, func(de vfs.Dirent) bool {
+			if stopAt < 0 {
+				// Within the second reply, whose READDIR after it
+				// is out.
+				stopAt = log.sent()[0].entries + 5
+			}
+			if len(got) == stopAt {
+				return false
+			}
+			got = append(got, de.Name)
+			return true
+		})
+		if err != nil {
+			t.Fatalf("ReadDir that stopped before the failed READDIR's entries: %v", err)
+		}
+		if n := len(log.sent()); n != 3 {
+			t.Errorf("%d READDIRs sent, want 3: the one that failed was sent ahead", n)
+		}
+		rest, err := listAll(fd, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rest...)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("listed %d names, want %d, each once", len(got), len(want))
+		}
+	})
+
+	t.Run("changing", func(t *testing.T) {
+		// Names created and removed on the host while the listing is
+		// under way: every name that stays is listed once, and a name
+		// never comes twice.
+		fd := open(t)
+		changed := false
+		got, err := listAll(fd, 0, func(string) {
+			if changed || len(log.sent()) < 3 {
+				return
+			}
+			changed = true
+			for i := range 200 {
+				fsHostWrite(t, filepath.Join(dir, fmt.Sprintf("new-%03d", i)), "")
+				if err := os.Remove(filepath.Join(dir, fmt.Sprintf("entry-%05d", 2*i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, n := range got {
+			if seen[n] {
+				t.Fatalf("%q listed twice", n)
+			}
+			seen[n] = true
+		}
+		for i := range total {
+			if name := fmt.Sprintf("entry-%05d", i); (i%2 == 1 || i >= 400) && !seen[name] {
+				t.Errorf("%q, never removed, not listed", name)
+			}
+		}
+	})
 }

@@ -129,11 +129,11 @@ func FuzzReadDir(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeReaddirReply checks and reads a 128 KiB READDIR reply
-// (the first of a large listing: 4096 names as the bench's), as a listing
-// does: scanDirents, then each record straight from the reply.
+// BenchmarkDecodeReaddirReply checks and reads a 64 KiB READDIR reply
+// (the largest a listing asks for: 2048 names as the bench's), as a
+// listing does: scanDirents, then each record straight from the reply.
 func BenchmarkDecodeReaddirReply(b *testing.B) {
-	p := readdirReplyOf(readdirSize / direntSize(7))
+	p := readdirReplyOf(readdirMaxSize / direntSize(7))
 	b.SetBytes(int64(len(p)))
 	b.ReportAllocs()
 	var sum uint64
