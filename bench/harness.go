@@ -79,9 +79,10 @@ type HarnessConfig struct {
 	// the VM and host-vhostuser's), so that all virtiofs clients meet the same server.
 	VirtiofsdArgs []string
 	// Unpinned leaves every process where the host's scheduler puts it. By default, on a host
-	// where the harness may use at least two CPUs, each phase runs on one host CPU, the servers
-	// at SCHED_FIFO and the client side at nice -20 (see placement_linux.go; results.md says what
-	// was done).
+	// where the harness may use at least two CPUs, the round-trip workloads (getattr) run with
+	// the client and its servers on one host CPU, the servers at SCHED_FIFO and the client side
+	// at nice -20, on both sides; the other workloads always run unplaced (see
+	// placement_linux.go; results.md says what was done).
 	Unpinned bool
 	// CPUProfileDir, if set, receives a CPU profile of the timed pass of every govirtiofs
 	// measurement in the guest (<client>-<workload>-r<round>.pprof), for go tool pprof.
@@ -197,20 +198,9 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		th := time.Now()
 		p.printf("host: %d rounds of %d workloads x [host-vhostuser, host-os]", cfg.Rounds, len(workloads))
 		// The round-trip workloads run on a cache-none FS, as govirtiofs-none in the guest does,
-		// so that every operation is one round trip on both sides; the others on cache auto.
-		var whole, roundTrip []Workload
-		for _, w := range workloads {
-			if w.Kind == "roundtrip" {
-				roundTrip = append(roundTrip, w)
-			} else {
-				whole = append(whole, w)
-			}
-		}
-		restore, err := place.self()
-		if err != nil {
-			place.warnf("host phase: %v", err)
-			restore = func() {}
-		}
+		// so that every operation is one round trip on both sides, and placed (as in the VM);
+		// the others on cache auto, where the host's scheduler puts them.
+		whole, roundTrip := SplitRoundTrip(workloads)
 		var placeMu sync.Mutex // guards place.warn: Start may run on any goroutine
 		started := func(pid int) {
 			if err := place.server(pid); err != nil {
@@ -221,26 +211,37 @@ func Harness(ctx context.Context, cfg HarnessConfig) (*Report, error) {
 		}
 		hostPlace := place
 		for _, part := range []struct {
-			ws    []Workload
-			cache govirtiofs.CacheMode
-		}{{whole, govirtiofs.CacheAuto}, {roundTrip, govirtiofs.CacheNone}} {
+			ws     []Workload
+			cache  govirtiofs.CacheMode
+			placed bool
+		}{{whole, govirtiofs.CacheAuto, false}, {roundTrip, govirtiofs.CacheNone, true}} {
 			if len(part.ws) == 0 {
 				continue
 			}
+			restore := func() {}
+			onStart := func(int) {}
+			if part.placed && place.active() {
+				place.used = true
+				var err error
+				if restore, err = place.self(); err != nil {
+					place.warnf("host phase: %v", err)
+					restore = func() {}
+				}
+				onStart = started
+			}
 			err := Run(ctx, RunConfig{
 				Clients: []Client{
-					hostVhostuserClient(boot.DefaultVirtiofsd, cfg.DataDir, VirtiofsdCache, cfg.VirtiofsdArgs, govirtiofs.Options{Cache: part.cache}, started),
+					hostVhostuserClient(boot.DefaultVirtiofsd, cfg.DataDir, VirtiofsdCache, cfg.VirtiofsdArgs, govirtiofs.Options{Cache: part.cache}, onStart),
 					HostOSClient(cfg.DataDir),
 				},
 				Workloads: part.ws, Sizes: sizes, Rounds: cfg.Rounds, Emit: emit,
 				Progress: func(s string) { p.printf("host: %s", s) },
 			})
+			restore()
 			if err != nil {
-				restore()
 				return nil, err
 			}
 		}
-		restore()
 		notes = append(notes, fmt.Sprintf("Host phase: %v.", time.Since(th).Round(time.Second)))
 		placeNotes = append(placeNotes, hostPlace.note("Host"))
 		place = &placement{cpu: place.cpu, why: place.why} // the VM phase's warnings of its own
@@ -330,20 +331,19 @@ const placementText = `Host CPUs: a round trip starts when the client (the vCPU 
 writes the queue's eventfd and the server's thread wakes; a server woken on another host CPU than
 the client's started tens of µs later than one woken on the client's own CPU (an idle CPU of a
 host that is itself a virtual machine halts, and wakes slowly), and the scheduler chose either
-from one moment to the next. So, with a one-vCPU VM on a host where the harness may use two CPUs
-or more, each phase runs on one host CPU (the highest the harness may use; the others are left
-to the rest of the machine): in the VM phase QEMU (every thread) and the five devices' servers
-(the four virtiofsd; 9p is served by QEMU's own threads), in the host phase the harness
-(host-vhostuser's client, host-os) and host-vhostuser's virtiofsd.
-Every server thread (each virtiofsd's, QEMU's other than the vCPU's) runs at SCHED_FIFO priority
-1, so that its wake-up preempts the client at once; the client side (the vCPU thread, the
-harness) runs at nice -20, so that other processes on the machine take little of its CPU. Every
-client in the VM meets the same arrangement, but it does not suit them alike: a client that
-spins for its reply (govirtiofs) loses nothing by sharing its CPU with the server, while one that
-sleeps and overlaps its own work with the server's (the kernel's virtiofs and 9p) does. Measured
-back to back, placed against -unpinned: the kernel clients ran stat-cold, open-read-close and
-create 20-50% slower placed, govirtiofs up to 2x faster; its GETATTR round trip went from 46-51
-µs to 14 µs, host-vhostuser's stayed at 10-16 µs.`
+from one moment to the next, so that the same guest's GETATTR round trip took 13-20 µs in some
+phases of a boot and 45-65 µs in others. The round-trip target compares transports, so its
+workload (getattr) runs on both sides with the client and its server on one host CPU: with a
+one-vCPU VM on a host where the harness may use two CPUs or more, the guest runs getattr last,
+after the harness has put QEMU (every thread) and the VM's virtiofsd on one host CPU (the highest
+the harness may use), and the host phase runs getattr with the harness and host-vhostuser's
+virtiofsd on that CPU. Every server thread (each virtiofsd's, QEMU's other than the vCPU's, where
+9p is served) runs at SCHED_FIFO priority 1, so that its wake-up preempts the client at once; the
+client side (the vCPU thread, the harness) runs at nice -20. Every other workload runs before
+that, where the host's scheduler puts things: one CPU does not suit every client alike (measured
+back to back, the kernel's virtiofs and 9p, which sleep and overlap their work with the server's
+on another CPU, ran stat-cold, open-read-close and create 20-50% slower placed; govirtiofs, which
+spins for its reply, up to 2x faster), so the comparisons between clients are made unplaced.`
 
 // defaultTimeout is the VM's default life for rounds at sizes: 5 minutes plus 10 per round at
 // full sizes, scaled by the big file's size (a float: the product in nanoseconds overflows int64).
@@ -426,9 +426,36 @@ func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Wor
 		shares = append(shares, boot.Share{Dir: cfg.DataDir, Tag: GovirtiofsTags[c], Cache: VirtiofsdCache, VirtiofsdArgs: cfg.VirtiofsdArgs})
 	}
 	shares = append(shares, boot.Share{Dir: cfg.DataDir, Tag: KernelVirtiofsTag, Cache: VirtiofsdCache, VirtiofsdArgs: cfg.VirtiofsdArgs})
+	ack := filepath.Join(cfg.DataDir, PlaceAck)
+	if err := os.Remove(ack); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	defer os.Remove(ack)
+	var vm *boot.VM
+	vmStarted := make(chan struct{})
 	out := &guestLines{emit: emit, progress: func(s string) { p.printf("guest: %s", s) }}
+	// The guest asks for placement before its round-trip workloads (PlaceLine) and waits for ack.
+	out.onPlace = func() {
+		<-vmStarted
+		if place.active() {
+			place.used = true
+			qemu, daemons := vm.PIDs()
+			for _, pid := range daemons {
+				if err := place.server(pid); err != nil {
+					place.warnf("virtiofsd %d: %v", pid, err)
+				}
+			}
+			if err := place.qemu(qemu); err != nil {
+				place.warnf("QEMU: %v", err)
+			}
+			p.printf("VM: QEMU and its virtiofsd on host CPU %d for the round trips", place.cpu)
+		}
+		if err := os.WriteFile(ack, nil, 0o644); err != nil {
+			place.warnf("acknowledging the placement: %v", err)
+		}
+	}
 	p.printf("VM: booting: %d rounds of %d workloads x %d guest clients (timeout %v)", cfg.Rounds, len(workloads), len(GovirtiofsClients)+4, cfg.Timeout.Round(time.Second))
-	vm, err := boot.Start(ctx, boot.VMConfig{
+	vm, err = boot.Start(ctx, boot.VMConfig{
 		Kernel: kernel.Vmlinuz, Initrd: img.Path,
 		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, Hugepages: boot.DefaultHugepages,
 		Shares:  shares,
@@ -436,21 +463,12 @@ func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Wor
 		Console: console, Output: out, Timeout: cfg.Timeout, Log: cfg.Log,
 	})
 	if err != nil {
+		close(vmStarted) // onPlace finds vm nil only if the VM never started; it cannot run then
 		return "", err
 	}
-	if place.active() {
-		qemu, daemons := vm.PIDs()
-		for _, pid := range daemons {
-			if err := place.server(pid); err != nil {
-				place.warnf("virtiofsd %d: %v", pid, err)
-			}
-		}
-		if err := place.qemu(qemu); err != nil {
-			place.warnf("QEMU: %v", err)
-		}
-		p.printf("VM: QEMU and its virtiofsd on host CPU %d", place.cpu)
-	}
+	close(vmStarted)
 	code, err := vm.Wait()
+	out.wait()
 	out.flush()
 	if cfg.CPUProfileDir != "" {
 		n, merr := moveProfiles(filepath.Join(cfg.DataDir, guestProfileDir), cfg.CPUProfileDir)
@@ -470,6 +488,14 @@ func runVM(ctx context.Context, cfg *HarnessConfig, sizes Sizes, workloads []Wor
 	}
 	return note, nil
 }
+
+// PlaceLine is what the guest program prints before its round-trip workloads; the harness then
+// places QEMU and its servers (placement_linux.go) and creates PlaceAck in the shared directory,
+// which the guest waits for.
+const (
+	PlaceLine = "bench: place for the round trips"
+	PlaceAck  = "place-ack"
+)
 
 // guestProfileDir is where in the shared directory the guest writes its CPU profiles.
 const guestProfileDir = "cpuprofiles"
@@ -508,6 +534,9 @@ func moveProfiles(from, to string) (int, error) {
 type guestLines struct {
 	emit     func(Record)
 	progress func(string)
+	// onPlace, if set, runs on a goroutine of its own when the guest prints PlaceLine.
+	onPlace func()
+	placing sync.WaitGroup
 
 	mu   sync.Mutex // guards the fields below
 	buf  bytes.Buffer
@@ -538,6 +567,13 @@ func (g *guestLines) line(s string) {
 	if s == "" {
 		return
 	}
+	if s == PlaceLine && g.onPlace != nil {
+		g.placing.Add(1)
+		go func() {
+			defer g.placing.Done()
+			g.onPlace()
+		}()
+	}
 	g.last = append(g.last, s)
 	if len(g.last) > 20 {
 		g.last = g.last[1:]
@@ -553,6 +589,9 @@ func (g *guestLines) flush() {
 		g.buf.Reset()
 	}
 }
+
+// wait waits for the onPlace calls under way.
+func (g *guestLines) wait() { g.placing.Wait() }
 
 func (g *guestLines) tail() string {
 	g.mu.Lock()

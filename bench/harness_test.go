@@ -91,7 +91,7 @@ func TestHarnessQuick(t *testing.T) {
 	// Each phase on one host CPU where there are two; said either way, and nothing failed.
 	want := "VM phase: not placed"
 	if placeCPU(false).active() {
-		want = "VM phase: on host CPU"
+		want = "VM phase: round-trip workloads on host CPU"
 	}
 	if !strings.Contains(string(md), want) || strings.Contains(string(md), "Placement failed") {
 		t.Errorf("results.md does not say %q, or says a placement failed:\n%s", want, md)

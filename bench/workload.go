@@ -232,6 +232,20 @@ func seqWrite(ctx context.Context, fsys FS, env *Env) (float64, error) {
 
 func removeWritten(fsys FS, env *Env) error { return fsys.Remove(env.scratch("write")) }
 
+// SplitRoundTrip splits ws, in order, into the workloads judged on whole operations and the
+// round-trip ones (Kind "roundtrip"), which the harness measures with its client and servers on
+// one host CPU (see placement_linux.go).
+func SplitRoundTrip(ws []Workload) (whole, roundTrip []Workload) {
+	for _, w := range ws {
+		if w.Kind == "roundtrip" {
+			roundTrip = append(roundTrip, w)
+		} else {
+			whole = append(whole, w)
+		}
+	}
+	return whole, roundTrip
+}
+
 // randomOffsets returns n 4 KiB-aligned offsets inside size, the same for every run.
 func randomOffsets(n int, size int64, seed uint64) []int64 {
 	r := rand.New(rand.NewPCG(seed, 1))

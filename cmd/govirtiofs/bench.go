@@ -75,7 +75,7 @@ func parseBench(args []string, stderr io.Writer) (*bench.HarnessConfig, bool, in
 	fl.StringVar(&workloads, "workloads", "", "comma-separated `names` of the workloads to run (default all)")
 	fl.BoolVar(&cfg.SkipHost, "skip-host", false, "do not measure the host clients")
 	fl.BoolVar(&cfg.SkipVM, "skip-vm", false, "do not boot the VM")
-	fl.BoolVar(&cfg.Unpinned, "unpinned", false, "leave QEMU, virtiofsd and the harness where the host's scheduler puts them (default: each phase on one host CPU, servers at SCHED_FIFO; see results.md)")
+	fl.BoolVar(&cfg.Unpinned, "unpinned", false, "leave QEMU, virtiofsd and the harness where the host's scheduler puts them for the round-trip workload too (default: getattr runs with client and servers on one host CPU, servers at SCHED_FIFO, on both sides; see results.md)")
 	fl.IntVar(&cfg.CPUs, "cpus", 1, "number of vCPUs")
 	fl.IntVar(&cfg.MemoryMiB, "mem", bench.DefaultMemoryMiB, "guest memory in `MiB`")
 	fl.StringVar(&cfg.CPUProfileDir, "cpuprofile", "", "write a CPU profile of every govirtiofs measurement in the guest into `dir` (for go tool pprof)")
