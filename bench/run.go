@@ -79,13 +79,25 @@ type RunConfig struct {
 	// any warm-up), and the function it returns just after that pass: a CPU profile of exactly
 	// the measured work, say.
 	Timed func(r Record) (done func())
+	// MinWarmTime, if positive, makes a warm workload's measurement repeat its pass until the
+	// passes took that long together (at most maxWarmPasses), the figure being all their
+	// operations over all their time, as testing.B grows N: a warm pass can take a few
+	// milliseconds, of which one host timer tick or preemption is a large share.
+	MinWarmTime time.Duration
 }
+
+// WarmTime is the MinWarmTime the harness gives the host phase and the guest.
+const WarmTime = 200 * time.Millisecond
+
+// maxWarmPasses bounds the passes of a warm measurement.
+const maxWarmPasses = 1000
 
 // Run measures each workload with each client, Rounds times. Within a round, for each workload
 // the clients take turns, and the client that goes first rotates from round to round (round r
 // starts with client r-1 mod n), so that no client always runs right after a given other one.
 // Every measurement calls [Client.Start] and reads the file set of its round and workload; a
-// warm workload first runs once unmeasured, and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
+// warm workload first runs once unmeasured (then as many measured passes as MinWarmTime asks),
+// and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
 //
 // Errors: invalid sizes, or ctx's error when it ends.
 func Run(ctx context.Context, cfg RunConfig) error {
@@ -103,7 +115,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
 				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name), Set: SetDir(r, w.Name)}
 				env.names() // outside the clock
-				v, d, err := measure(ctx, c, w, env, cfg.Timed, rec)
+				v, d, err := measure(ctx, c, w, env, cfg.Timed, cfg.MinWarmTime, rec)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -140,9 +152,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	return nil
 }
 
-// measure runs w once on a fresh FS of c and returns its rate and the time measured.
-// timed, if not nil, brackets the timed pass (RunConfig.Timed); rec names the measurement.
-func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Record) func(), rec Record) (float64, time.Duration, error) {
+// measure runs w once on a fresh FS of c (a warm w as many times as minWarm asks, see
+// RunConfig.MinWarmTime) and returns its rate and the time measured. timed, if not nil,
+// brackets the timed passes (RunConfig.Timed); rec names the measurement.
+func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Record) func(), minWarm time.Duration, rec Record) (float64, time.Duration, error) {
 	fsys, stop, err := c.Start(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("start: %w", err)
@@ -165,9 +178,23 @@ func measure(ctx context.Context, c Client, w Workload, env *Env, timed func(Rec
 	if timed != nil {
 		done = timed(rec)
 	}
-	t0 := time.Now()
-	count, err := w.Run(ctx, fsys, env)
-	d := time.Since(t0)
+	var count float64
+	var d time.Duration
+	for pass := 1; ; pass++ {
+		t0 := time.Now()
+		n, rerr := w.Run(ctx, fsys, env)
+		d += time.Since(t0)
+		count += n
+		if err = rerr; err != nil || !w.Warm || d >= minWarm || pass >= maxWarmPasses {
+			break
+		}
+		if w.Cleanup != nil { // between passes, outside the clock
+			if err = w.Cleanup(fsys, env); err != nil {
+				err = fmt.Errorf("cleanup: %w", err)
+				break
+			}
+		}
+	}
 	done()
 	if err == nil && w.Cleanup != nil {
 		if cerr := w.Cleanup(fsys, env); cerr != nil {

@@ -363,3 +363,55 @@ func TestRunLatencies(t *testing.T) {
 		t.Errorf("stat-cold record %+v: want no latencies", r)
 	}
 }
+
+// TestMinWarmTime checks that a warm measurement repeats its timed pass until the passes took
+// MinWarmTime together, each pass's Cleanup running between passes and after the last, and
+// that the figure is all the passes' operations over their time; a cold workload runs once.
+func TestMinWarmTime(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s, 1)
+	client := Client{Name: "a", Start: func(ctx context.Context) (FS, func() error, error) {
+		return OS{Root: dir}, func() error { return nil }, nil
+	}}
+	const pass = 5 * time.Millisecond
+	var events strings.Builder // R: a pass, C: a cleanup
+	sleepy := func(name string, warm bool) Workload {
+		return Workload{Name: name, Unit: UnitOps, Warm: warm,
+			Run: func(ctx context.Context, fsys FS, env *Env) (float64, error) {
+				events.WriteString("R")
+				time.Sleep(pass)
+				return 10, nil
+			},
+			Cleanup: func(fsys FS, env *Env) error { events.WriteString("C"); return nil },
+		}
+	}
+	for _, tt := range []struct {
+		warm                 bool
+		minPasses, maxPasses int
+	}{{true, 8, 12}, {false, 1, 1}} {
+		events.Reset()
+		var recs []Record
+		err := Run(context.Background(), RunConfig{
+			Clients: []Client{client}, Workloads: []Workload{sleepy("w", tt.warm)}, Sizes: s,
+			MinWarmTime: 8 * pass, Emit: func(r Record) { recs = append(recs, r) },
+		})
+		if err != nil || len(recs) != 1 || recs[0].Err != "" {
+			t.Fatalf("warm %v: Run: %v, records %+v", tt.warm, err, recs)
+		}
+		ev := events.String()
+		if tt.warm {
+			if !strings.HasPrefix(ev, "RC") {
+				t.Errorf("warm: events %q, want the unmeasured pass and its cleanup first", ev)
+			}
+			ev = ev[2:]
+		}
+		passes := strings.Count(ev, "R")
+		if passes < tt.minPasses || passes > tt.maxPasses || ev != strings.Repeat("RC", passes) {
+			t.Errorf("warm %v: measured events %q, want %d-%d passes, each followed by its cleanup", tt.warm, ev, tt.minPasses, tt.maxPasses)
+		}
+		// 10 operations per pass of at least 5 ms: at most 2000 ops/s, and not far below.
+		if v := recs[0].Value; v > 2000 || v < 500 {
+			t.Errorf("warm %v: %v ops/s, want 10 per %v pass", tt.warm, v, pass)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 	}
 
 	cfg := bench.RunConfig{
-		Workloads: workloads, Sizes: sizes, Rounds: rounds,
+		Workloads: workloads, Sizes: sizes, Rounds: rounds, MinWarmTime: bench.WarmTime,
 		Emit:     func(r bench.Record) { fmt.Println(bench.FormatRecord(r)) },
 		Progress: func(s string) { fmt.Println("bench: " + s) },
 	}
