@@ -155,6 +155,20 @@ func (l *readdirLog) RoundTrip(ctx context.Context, in, out [][]byte) (int, erro
 }
 
 // sent returns the READDIRs sent so far.
+// damage forgets the requests logged so far and damages the reply to the
+// READDIR numbered failAt from now (an EIO, or a malformed reply if
+// corrupt), until t ends.
+func (l *readdirLog) damage(t *testing.T, failAt int, corrupt bool) {
+	l.mu.Lock()
+	l.reqs, l.failAt, l.corrupt = nil, failAt, corrupt
+	l.mu.Unlock()
+	t.Cleanup(func() {
+		l.mu.Lock()
+		l.failAt = 0
+		l.mu.Unlock()
+	})
+}
+
 func (l *readdirLog) sent() []readdirReq {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -222,6 +236,25 @@ func TestReadDirLookahead(t *testing.T) {
 			}
 		}
 	}
+	// sameNames checks that a listing (got, ended by err) gave want, each
+	// name once; how says how it was listed.
+	sameNames := func(t *testing.T, got []string, err error, how string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = slices.Sorted(slices.Values(got))
+		if !slices.Equal(got, want) {
+			t.Fatalf("listed %d names%s, want %d, each once", len(got), how, len(want))
+		}
+	}
+	// listRest lists fd on from where it stopped and checks that got and
+	// the rest together are want, each name once.
+	listRest := func(t *testing.T, fd *vfs.FileDescription, got []string) {
+		t.Helper()
+		rest, err := listAll(fd, 0, nil)
+		sameNames(t, append(got, rest...), err, " in two listings")
+	}
 	checkOffsets := func(t *testing.T, reqs []readdirReq) {
 		t.Helper()
 		for i := 1; i < len(reqs); i++ {
@@ -263,13 +296,7 @@ func TestReadDirLookahead(t *testing.T) {
 				}
 			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("listed %d names, want %d, each once", len(got), len(want))
-		}
+		sameNames(t, got, err, "")
 		reqs := log.sent()
 		checkOffsets(t, reqs)
 		var sizes []uint64
@@ -287,13 +314,7 @@ func TestReadDirLookahead(t *testing.T) {
 		log.reqs = nil
 		log.mu.Unlock()
 		got, err := listAll(fd, 37, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("listed %d names 37 at a time, want %d, each once", len(got), len(want))
-		}
+		sameNames(t, got, err, " 37 at a time")
 		reqs := log.sent()
 		checkOffsets(t, reqs)
 		if whole := 5; len(reqs) > whole {
@@ -304,14 +325,7 @@ func TestReadDirLookahead(t *testing.T) {
 	for _, corrupt := range []bool{false, true} {
 		t.Run(fmt.Sprintf("bad-reply-corrupt=%v", corrupt), func(t *testing.T) {
 			fd := open(t)
-			log.mu.Lock()
-			log.reqs, log.failAt, log.corrupt = nil, 3, corrupt
-			log.mu.Unlock()
-			defer func() {
-				log.mu.Lock()
-				log.failAt = 0
-				log.mu.Unlock()
-			}()
+			log.damage(t, 3, corrupt)
 			got, err := listAll(fd, 0, nil)
 			if !errors.Is(err, syscall.EIO) {
 				t.Fatalf("listing with READDIR 3 damaged: %v, want EIO", err)
@@ -321,15 +335,7 @@ func TestReadDirLookahead(t *testing.T) {
 				t.Errorf("listed %d names before the error, want the %d of the first two READDIRs (%+v)", len(got), n, reqs)
 			}
 			// The listing goes on from the last entry handed out.
-			rest, err := listAll(fd, 0, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, rest...)
-			slices.Sort(got)
-			if !slices.Equal(got, want) {
-				t.Errorf("listed %d names around the error, want %d, each once", len(got), len(want))
-			}
+			listRest(t, fd, got)
 		})
 	}
 
@@ -337,14 +343,7 @@ func TestReadDirLookahead(t *testing.T) {
 		// A READDIR sent ahead fails, but the caller stops before its
 		// entries: no error, and the next call asks again.
 		fd := open(t)
-		log.mu.Lock()
-		log.reqs, log.failAt, log.corrupt = nil, 3, false
-		log.mu.Unlock()
-		defer func() {
-			log.mu.Lock()
-			log.failAt = 0
-			log.mu.Unlock()
-		}()
+		log.damage(t, 3, false)
 		var got []string
 		stopAt := -1
 		err := fd.ReadDir(ctx, func(de vfs.Dirent) bool {
@@ -365,15 +364,7 @@ func TestReadDirLookahead(t *testing.T) {
 		if n := len(log.sent()); n != 3 {
 			t.Errorf("%d READDIRs sent, want 3: the one that failed was sent ahead", n)
 		}
-		rest, err := listAll(fd, 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, rest...)
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Errorf("listed %d names, want %d, each once", len(got), len(want))
-		}
+		listRest(t, fd, got)
 	})
 
 	t.Run("changing", func(t *testing.T) {
