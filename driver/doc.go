@@ -73,8 +73,8 @@
 // trips were 13-20 µs (p50) in some phases of one boot and 45-65 µs in
 // others; host-vhostuser's were 8-11 µs with client and virtiofsd on one
 // CPU, 33-59 µs with them on two. The bench (package bench) therefore runs
-// QEMU and its virtiofsd on one host CPU, as it does host-vhostuser's
-// client and virtiofsd. The driver's own work (copying in, adding the
+// its round-trip workload with QEMU and its virtiofsd on one host CPU, as
+// it does host-vhostuser's client and virtiofsd. The driver's own work (copying in, adding the
 // chain, harvesting, copying out) is a few µs. Debian's virtiofsd
 // 7.2 serves requests on the queue's own thread by default
 // (--thread-pool-size=0); a pool (--thread-pool-size=64) adds a hand-off
