@@ -129,14 +129,7 @@ func TestFSPageCacheDirtySurvives(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "other"), other, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startFS(t, dir, fsConfig{
-		daemon: virtiofsdtest.Options{Cache: "always", ExtraArgs: []string{"-o", "writeback"}},
-		conn:   fuse.ConnOptions{WritebackCache: true},
-		fs:     fuse.FSOptions{Cache: fuse.CacheAlways, Writeback: true, WritebackLimit: 64 << 20, PageCacheSize: budget},
-	})
-	if !s.fs.WritebackEnabled() {
-		t.Fatalf("writeback not negotiated: flags %#x", s.fs.Params().Flags)
-	}
+	s := startWritebackFS(t, dir, fuse.FSOptions{Cache: fuse.CacheAlways, WritebackLimit: 64 << 20, PageCacheSize: budget})
 	ctx := context.Background()
 	fd, err := s.v.Open(ctx, root, "f", unix.O_RDWR|unix.O_CREAT, 0o644)
 	if err != nil {

@@ -57,6 +57,28 @@ type fsConfig struct {
 	sender func(fuse.Sender) fuse.Sender
 }
 
+// writebackConfig is the configuration of a stack with writeback caching
+// on both sides, in fs's cache mode (fs.Writeback is set).
+func writebackConfig(fs fuse.FSOptions) fsConfig {
+	fs.Writeback = true
+	return fsConfig{
+		daemon: virtiofsdtest.Options{Cache: fs.Cache.String(), ExtraArgs: []string{"-o", "writeback"}},
+		conn:   fuse.ConnOptions{WritebackCache: true},
+		fs:     fs,
+	}
+}
+
+// startWritebackFS is startFS with writebackConfig(fs), checking that
+// writeback was negotiated.
+func startWritebackFS(t *testing.T, dir string, fs fuse.FSOptions) *fsStack {
+	t.Helper()
+	s := startFS(t, dir, writebackConfig(fs))
+	if !s.fs.WritebackEnabled() {
+		t.Fatalf("writeback not negotiated: flags %#x", s.fs.Params().Flags)
+	}
+	return s
+}
+
 // startFS starts virtiofsd on dir and brings the whole stack up. The
 // stack is torn down (vfs, filesystem, device) when the test ends.
 func startFS(t testing.TB, dir string, cfg fsConfig) *fsStack {
@@ -550,14 +572,7 @@ func TestFSCacheModes(t *testing.T) {
 func TestFSWriteback(t *testing.T) {
 	dir := t.TempDir()
 	host := filepath.Join(dir, "f")
-	s := startFS(t, dir, fsConfig{
-		daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: []string{"-o", "writeback"}},
-		conn:   fuse.ConnOptions{WritebackCache: true},
-		fs:     fuse.FSOptions{Cache: fuse.CacheAuto, Writeback: true, WritebackLimit: 1 << 20},
-	})
-	if !s.fs.WritebackEnabled() {
-		t.Fatalf("writeback not negotiated: flags %#x", s.fs.Params().Flags)
-	}
+	s := startWritebackFS(t, dir, fuse.FSOptions{Cache: fuse.CacheAuto, WritebackLimit: 1 << 20})
 	ctx := context.Background()
 	fd, err := s.v.Open(ctx, root, "f", unix.O_RDWR|unix.O_CREAT, 0o644)
 	if err != nil {
@@ -1028,12 +1043,9 @@ func TestFSConcurrent(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "shared"), shared, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startFS(t, dir, fsConfig{
-		daemon: virtiofsdtest.Options{Cache: "auto", ExtraArgs: []string{"-o", "writeback"}},
-		conn:   fuse.ConnOptions{WritebackCache: true},
-		fs:     fuse.FSOptions{Cache: fuse.CacheAuto, Writeback: true, WritebackLimit: 256 << 10},
-		vfs:    vfs.Options{MaxCachedDentries: 16},
-	})
+	cfg := writebackConfig(fuse.FSOptions{Cache: fuse.CacheAuto, WritebackLimit: 256 << 10})
+	cfg.vfs = vfs.Options{MaxCachedDentries: 16}
+	s := startFS(t, dir, cfg)
 	ctx := context.Background()
 	const workers, rounds = 8, 20
 	errc := make(chan error, workers*2)
