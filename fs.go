@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govirtiofs/govirtiofs/driver"
 	"github.com/govirtiofs/govirtiofs/vfs"
 )
 
@@ -32,6 +33,7 @@ type FS struct {
 	umask uint32                 // immutable
 	log   *slog.Logger           // immutable
 	tag   string                 // immutable
+	dev   *driver.Device         // immutable
 
 	// shutdown tears down the layers below vfs (FUSE session, device,
 	// memory) once vfs is closed. Immutable; called once, under mu.
@@ -73,6 +75,21 @@ func (f *FS) ctx() context.Context { return context.Background() }
 
 // Tag returns the share's virtio-fs tag.
 func (f *FS) Tag() string { return f.tag }
+
+// Stats are counters of an FS's traffic with its device.
+type Stats struct {
+	// ZeroCopyRequests is how many requests the device read its data for
+	// in place, from the caller's buffer (Options.ZeroCopy).
+	ZeroCopyRequests uint64
+}
+
+// Stats returns the FS's counters so far.
+func (f *FS) Stats() Stats {
+	if f.dev == nil {
+		return Stats{}
+	}
+	return Stats{ZeroCopyRequests: f.dev.ZeroCopyRequests()}
+}
 
 // Open opens the named file or directory for reading (os.Open).
 func (f *FS) Open(name string) (*File, error) {

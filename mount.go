@@ -92,5 +92,7 @@ func mount(ctx context.Context, dev *driver.Device, opts *Options, release func(
 		}
 		return err
 	}
-	return newFS(v, dev.Tag(), opts, shutdown), nil
+	f := newFS(v, dev.Tag(), opts, shutdown)
+	f.dev = dev
+	return f, nil
 }

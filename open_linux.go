@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/govirtiofs/govirtiofs/driver"
@@ -57,6 +58,16 @@ func Open(ctx context.Context, tag string, opts Options) (*FS, error) {
 // Devices with another tag are closed (reset) again.
 func findDevice(ctx context.Context, tag string, mem virtio.Memory, opts *Options) (*driver.Device, error) {
 	dopts := driver.Options{RequestQueues: opts.RequestQueues, QueueSize: opts.QueueSize, Logger: opts.logger(), RequestTimeout: opts.requestTimeout(), OnRoundTrip: opts.OnRoundTrip}
+	if opts.ZeroCopy {
+		r, err := userPages()
+		if err != nil {
+			return nil, fmt.Errorf("govirtiofs: zero-copy writes: %w", err)
+		}
+		dopts.UserPages = r
+		if dopts.QueueSize == 0 {
+			dopts.QueueSize = zeroCopyQueueSize
+		}
+	}
 	var seen []string
 	var errs []error
 	// try brings t up and keeps it if its tag matches.
@@ -119,3 +130,18 @@ func findDevice(ctx context.Context, tag string, mem virtio.Memory, opts *Option
 	}
 	return nil, err
 }
+
+// zeroCopyQueueSize is the queue size Options.ZeroCopy asks for when
+// Options.QueueSize is 0: a 1 MiB WRITE of scattered pages is a chain of
+// 257 descriptors plus the reply's, and the driver takes a chain in place
+// only if it needs at most half of a queue.
+const zeroCopyQueueSize = 1024
+
+// userPages prepares the process for zero-copy writes, once, and returns
+// the page resolver every device shares.
+var userPages = sync.OnceValues(func() (*dmamem.PageResolver, error) {
+	if err := dmamem.LockProcess(); err != nil {
+		return nil, err
+	}
+	return dmamem.NewPageResolver()
+})

@@ -28,10 +28,11 @@ const (
 	fuseMaxMaxPages      = 256 // FUSE_MAX_MAX_PAGES
 	resetTimeout         = time.Second
 	drainTimeout         = time.Second
-	// INDIRECT_DESC is not accepted: every request is a chain of two
+	// INDIRECT_DESC is not accepted: a request is a chain of two
 	// buffers, which two ring descriptors hold as well as one descriptor
 	// and a table, without the table's cache lookup here and its
 	// translation in the device (a queue of 256 still holds 128 requests).
+	// A zero-copy WRITE's longer chain goes into the ring directly too.
 	acceptedFeatures      = virtio.FeatureVersion1
 	fuseInHeaderLen       = 40
 	fuseOutHeaderLen      = 16
@@ -91,7 +92,31 @@ type Options struct {
 	// the DMA buffers. It runs on RoundTrip's caller and must be quick. It
 	// is for measurements: unset, RoundTrip reads no clock.
 	OnRoundTrip func(opcode uint32, d time.Duration)
+	// UserPages, if set, lets RoundTrip hand the device a request's
+	// large trailing data (a WRITE's, at least zeroCopyMin bytes) in
+	// place, as runs of the caller's own pages, instead of copying it
+	// into DMA memory (Linux's virtio_fs maps a WRITE's page-cache pages
+	// into the chain likewise). Data that does not resolve, or whose runs
+	// would take more than half a queue's descriptors, is copied as
+	// usual. Only for a device that reaches all of guest memory (PCI or
+	// MMIO in a guest, never vhost-user), and only in a process whose
+	// pages stay put (dmamem.LockProcess). A queue of 1024 takes a
+	// 1 MiB WRITE of scattered 4 KiB pages.
+	UserPages PageResolver
 }
+
+// PageResolver finds the guest-physical runs of a caller's buffer:
+// dmamem.PageResolver in a guest.
+type PageResolver interface {
+	// Resolve appends b's physically contiguous runs, in order, to
+	// dst; each Buffer's Bytes is that part of b.
+	Resolve(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error)
+}
+
+// zeroCopyMin is the smallest data that goes to the device in place:
+// below it, the copy into DMA memory costs less than the pagemap read
+// that resolves it (one read of 8 bytes per page).
+const zeroCopyMin = 32 << 10
 
 // DefaultSpin is Options.Spin's default. A GETATTR through virtiofsd takes
 // about 30-80 µs in a TCG guest and 40-100 µs on a host, a large READ or
@@ -117,6 +142,9 @@ type Device struct {
 	timeout  time.Duration               // immutable: Options.RequestTimeout; <= 0: none
 	onRT     func(uint32, time.Duration) // immutable: Options.OnRoundTrip
 	epoch    time.Time                   // immutable: the origin of queue.nextCheck
+
+	userPages  PageResolver  // immutable: Options.UserPages
+	zeroCopies atomic.Uint64 // requests whose data the device read in place
 
 	next atomic.Uint32 // round-robin request queue choice
 
@@ -242,6 +270,8 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		onRT:     opts.OnRoundTrip,
 		epoch:    time.Now(),
 		hung:     make(chan struct{}),
+
+		userPages: opts.UserPages,
 	}
 	d.callbacks.kick = make(chan struct{}, 1)
 	if d.spin == 0 {

@@ -86,9 +86,13 @@
 //
 // # Size limits
 //
-// Every request uses exactly one device-readable and one device-writable
-// buffer, each a single contiguous Memory allocation, so a request is
-// bounded by Memory.MaxAlloc, not by the number of descriptors. Limits()
+// Every request uses one device-readable and one device-writable buffer,
+// each a single contiguous Memory allocation, so a request is bounded by
+// Memory.MaxAlloc, not by the number of descriptors. The one exception is
+// a zero-copy request (Options.UserPages): its data follows the headers'
+// buffer as one descriptor per physically contiguous run of the caller's
+// pages, and it goes out that way only if the chain takes at most half of
+// its queue. Limits()
 // MaxPages is
 //
 //	min(256, MaxAlloc/4096 - 1)

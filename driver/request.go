@@ -36,6 +36,14 @@ type request struct {
 	cb    func(n int, err error)
 	cbOut [][]byte
 
+	// For a zero-copy request (see Options.UserPages), immutable while
+	// it is in flight: the whole device-readable chain, the DMA buffer
+	// with the headers first and then the runs of the caller's data in
+	// place; and that data, kept reachable until the device lets go of
+	// it even if the caller gave up waiting. Both nil otherwise.
+	readable []virtio.Buffer
+	pin      []byte
+
 	// Guarded by q.mu.
 	wake       chan struct{} // made by a caller that parks; closed with done
 	cbNext     *request      // guarded by Device.callbacks.mu: the callback list
@@ -106,13 +114,25 @@ func (r *request) check(n int) error {
 // newRequest takes a request and DMA buffers for it (and for an
 // outLen-byte reply unless outLen is 0) and copies the request in. The
 // request has two holds: the caller's and the device's.
-func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen int) (*request, error) {
+//
+// With zeroCopy, a large last element of in (a WRITE's data) goes to the
+// device in place if the device has Options.UserPages and the buffer's
+// pages resolve: only the elements before it are copied.
+func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen int, zeroCopy bool) (*request, error) {
 	inLen := totalLen(in)
 	if inLen < fuseInHeaderLen {
 		return nil, syscall.EINVAL
 	}
 	if inLen > d.maxBuf || outLen > d.maxBuf {
 		return nil, syscall.E2BIG
+	}
+	var readable []virtio.Buffer
+	var pin []byte
+	if zeroCopy && d.userPages != nil && len(in) > 1 && len(in[len(in)-1]) >= zeroCopyMin {
+		if readable, pin = d.resolveUser(q, in[len(in)-1]); pin != nil {
+			in = in[:len(in)-1]
+			inLen -= len(pin)
+		}
 	}
 	var r *request
 	if small(inLen, outLen) {
@@ -144,11 +164,37 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 		clear(ob.Bytes[:fuseOutHeaderLen])
 	}
 	r.bufs = [2]virtio.Buffer{ib, ob}
+	if pin != nil {
+		readable[0] = ib
+		r.readable, r.pin = readable, pin
+		d.zeroCopies.Add(1)
+	}
 	r.unique = binary.LittleEndian.Uint64(ib.Bytes[fuseUniqueOff:])
 	r.op = binary.LittleEndian.Uint32(ib.Bytes[fuseInHeaderOpcodeOff:])
 	r.refs.Store(2)
 	return r, nil
 }
+
+// resolveUser resolves b, the trailing data of a request for q, for
+// the device to read in place: it returns the chain's device-readable
+// buffers, with slot 0 left for the request's DMA buffer, and b. It
+// returns nil, nil (the caller copies b) if b does not resolve or its
+// runs would take more than half of q's descriptors.
+func (d *Device) resolveUser(q *queue, b []byte) ([]virtio.Buffer, []byte) {
+	readable, err := d.userPages.Resolve(b, make([]virtio.Buffer, 1, 2+len(b)/pageSize))
+	if err != nil {
+		d.log.Debug("virtio-fs: copying data that does not resolve", "len", len(b), "err", err)
+		return nil, nil
+	}
+	if len(readable)+1 > q.vq.Size()/2 {
+		return nil, nil
+	}
+	return readable, b
+}
+
+// ZeroCopyRequests returns how many requests so far had their data read
+// by the device in place (Options.UserPages).
+func (d *Device) ZeroCopyRequests() uint64 { return d.zeroCopies.Load() }
 
 // submit publishes r's chain on its queue and notifies the device if it
 // asks for it. The device's hold on r starts here. On failure both holds
@@ -162,6 +208,9 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		return err
 	}
 	readable, writable := r.bufs[:1], r.bufs[1:]
+	if r.readable != nil {
+		readable = r.readable
+	}
 	if r.bufs[1].Bytes == nil {
 		writable = nil
 	}
@@ -207,7 +256,7 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	defer d.exit()
-	r, err := d.prepare(ctx, in, totalLen(out))
+	r, err := d.prepare(ctx, in, totalLen(out), true)
 	if err != nil {
 		return 0, err
 	}
@@ -245,7 +294,7 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 // before the request goes out with publish.
 //
 // Preconditions: the caller is inside enter/exit.
-func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int) (*request, error) {
+func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int, zeroCopy bool) (*request, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -253,7 +302,7 @@ func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int) (*request
 		return nil, syscall.EINVAL
 	}
 	q := d.reqs[int(d.next.Add(1))%len(d.reqs)]
-	return d.newRequest(ctx, q, in, outLen)
+	return d.newRequest(ctx, q, in, outLen, zeroCopy)
 }
 
 // publish sends r from prepare: after the FORGETs sent before it if it is
@@ -292,7 +341,7 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 		return err
 	}
 	defer d.exit()
-	r, err := d.prepare(ctx, in, totalLen(out))
+	r, err := d.prepare(ctx, in, totalLen(out), false)
 	if err != nil {
 		return err
 	}
@@ -449,7 +498,7 @@ func (d *Device) SendHiprio(ctx context.Context, in [][]byte) error {
 	defer d.exit()
 	q := d.hiprio
 	q.poll() // take back the buffers of earlier ones
-	r, err := d.newRequest(ctx, q, in, 0)
+	r, err := d.newRequest(ctx, q, in, 0, false)
 	if err != nil {
 		return err
 	}

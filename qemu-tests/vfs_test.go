@@ -1,6 +1,7 @@
 package qemutests
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -120,6 +121,13 @@ func runVFS(t *testing.T, machine string) Result {
 		if _, err := os.Lstat(filepath.Join(share, vfs.ModeDir(mode), "compare", "c0", "bad")); err != nil {
 			t.Errorf("the comparison's tree is not on the host: %v", err)
 		}
+	}
+	// The zero-copy writes: on the host as the guest meant them.
+	if want := vfs.ResultPrefix + "PASS zerocopy/Write "; !strings.Contains(res.Output, want) {
+		t.Errorf("guest output lacks %q", want)
+	}
+	if b, err := os.ReadFile(filepath.Join(share, vfs.ZeroCopyFile)); err != nil || !bytes.Equal(b, vfs.ZeroCopyData()) {
+		t.Errorf("host reads %d bytes, %v from %s; want vfs.ZeroCopyData's %d", len(b), err, vfs.ZeroCopyFile, vfs.ZeroCopySize)
 	}
 	if !latencyLine.MatchString(res.Output) {
 		t.Errorf("guest output lacks the %q line", vfs.LatencyPrefix)

@@ -243,7 +243,7 @@ func openAll(ctx context.Context, devs []device, rts map[string]*bench.RoundTrip
 		}
 		t := time.Now()
 		rt := bench.NewRoundTrips(bench.OpGetattr)
-		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode, OnRoundTrip: rt.Observe})
+		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode, ZeroCopy: true, OnRoundTrip: rt.Observe})
 		if err != nil {
 			return fss, fmt.Errorf("%s: %w", name, err)
 		}

@@ -78,3 +78,30 @@ func WriteSetup(dir string, s *Setup) error {
 	}
 	return os.WriteFile(dir+"/"+SetupFile, b, 0o644)
 }
+
+// ZeroCopyFile is the file, relative to the share's root, that the guest writes through an FS
+// opened with Options.ZeroCopy; ZeroCopyData returns its contents, which the host checks after
+// exit.
+const ZeroCopyFile = "guest-zerocopy"
+
+// ZeroCopy layout: ZeroCopySize bytes of a fixed pseudo-random pattern, except for ZeroCopyHole
+// bytes of zeros at ZeroCopyHoleOff (the guest writes those from a freshly allocated buffer).
+const (
+	ZeroCopySize    = 3<<20 + 12345
+	ZeroCopyHoleOff = 2 << 20
+	ZeroCopyHole    = 256 << 10
+)
+
+// ZeroCopyData returns the contents of ZeroCopyFile.
+func ZeroCopyData() []byte {
+	b := make([]byte, ZeroCopySize)
+	x := uint32(2463534242) // xorshift32
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	clear(b[ZeroCopyHoleOff : ZeroCopyHoleOff+ZeroCopyHole])
+	return b
+}

@@ -1,0 +1,107 @@
+package dmamem
+
+import (
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govirtiofs/govirtiofs/virtio"
+)
+
+// TestResolveRuns resolves a heap buffer that starts and ends inside a
+// page and checks the runs: in order, covering it exactly, each starting
+// at its byte's offset in the page, merged wherever the pages are physical
+// neighbours.
+func TestResolveRuns(t *testing.T) {
+	r, err := NewPageResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 1<<20+8192)
+	for i := range buf {
+		buf[i] = byte(i) // populate every page
+	}
+	for _, c := range []struct{ off, n int }{{0, 1}, {77, 4096}, {4095, 2}, {123, 600001}, {0, 1 << 20}} {
+		b := buf[c.off : c.off+c.n]
+		runs, err := r.Resolve(b, make([]virtio.Buffer, 1, 8))
+		if err != nil {
+			t.Fatalf("Resolve(%d bytes at %d): %v", c.n, c.off, err)
+		}
+		runs = runs[1:] // the slot the caller kept
+		pos := 0
+		for i, run := range runs {
+			if len(run.Bytes) == 0 || unsafe.SliceData(run.Bytes) != &b[pos] {
+				t.Fatalf("%d bytes at %d: run %d (%d bytes) is not b[%d:]", c.n, c.off, i, len(run.Bytes), pos)
+			}
+			va := uintptrOf(run.Bytes)
+			if run.Addr%uint64(userPageSize) != va%uint64(userPageSize) {
+				t.Errorf("%d bytes at %d: run %d at physical %#x for virtual %#x: page offsets differ", c.n, c.off, i, run.Addr, va)
+			}
+			if i > 0 {
+				prev := runs[i-1]
+				if prev.Addr+uint64(len(prev.Bytes)) == run.Addr {
+					t.Errorf("%d bytes at %d: runs %d and %d are physical neighbours, not merged", c.n, c.off, i-1, i)
+				}
+			}
+			pos += len(run.Bytes)
+		}
+		if pos != len(b) {
+			t.Errorf("%d bytes at %d: runs cover %d bytes", c.n, c.off, pos)
+		}
+	}
+}
+
+// TestResolveHugepage checks Resolve against the hugepage memory's own
+// translation: a buffer inside one hugepage is one run at its address.
+func TestResolveHugepage(t *testing.T) {
+	m, err := New(1)
+	if err != nil {
+		t.Fatalf("New(1): %v", err)
+	}
+	defer m.Close()
+	r, err := NewPageResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := m.Alloc(1<<20, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := b.Bytes[100 : 100+(512<<10)]
+	runs, err := r.Resolve(part, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].Addr != b.Addr+100 || len(runs[0].Bytes) != len(part) {
+		t.Errorf("Resolve of 512 KiB at byte 100 of a hugepage buffer at %#x: %d runs, first at %#x; want one at %#x", b.Addr, len(runs), runs[0].Addr, b.Addr+100)
+	}
+}
+
+// TestResolveRejects checks the buffers Resolve cannot hand a device.
+func TestResolveRejects(t *testing.T) {
+	r, err := NewPageResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Resolve(nil, nil); err == nil {
+		t.Error("Resolve(nil): no error")
+	}
+	// Mapped, never touched: no page is present, so no address exists.
+	m, err := unix.Mmap(-1, 0, 2*userPageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	if _, err := r.Resolve(m, nil); err == nil || !strings.Contains(err.Error(), "not present") {
+		t.Errorf("Resolve of untouched memory: %v, want a page not present", err)
+	}
+	big := make([]byte, (maxResolvePages+1)*userPageSize)
+	if _, err := r.Resolve(big, nil); err == nil {
+		t.Errorf("Resolve of %d pages: no error", maxResolvePages+1)
+	}
+}
