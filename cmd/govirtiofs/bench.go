@@ -69,7 +69,7 @@ func parseBench(args []string, stderr io.Writer) (*bench.HarnessConfig, bool, in
 	var workloads string
 	var verbose bool
 	fl.StringVar(&cfg.OutDir, "o", "bench-results", "output `dir`ectory")
-	fl.IntVar(&cfg.Rounds, "rounds", 0, "rounds per client and workload (default 3, 1 with -quick)")
+	fl.IntVar(&cfg.Rounds, "rounds", 0, "rounds per client and workload (default 5, 1 with -quick)")
 	fl.BoolVar(&cfg.Quick, "quick", false, "small sizes for a smoke run: 100 files, 4 MiB file, 1 round")
 	fl.StringVar(&cfg.DataDir, "data", "", "shared `dir`ectory to prepare and use (default: in the cache directory)")
 	fl.StringVar(&workloads, "workloads", "", "comma-separated `names` of the workloads to run (default all)")
