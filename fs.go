@@ -78,8 +78,9 @@ func (f *FS) Tag() string { return f.tag }
 
 // Stats are counters of an FS's traffic with its device.
 type Stats struct {
-	// ZeroCopyRequests is how many requests the device read its data for
-	// in place, from the caller's buffer (Options.ZeroCopy).
+	// ZeroCopyRequests is how many requests had their data read, or
+	// their reply's data written, by the device in place: in the
+	// caller's or the page cache's buffer (Options.ZeroCopy).
 	ZeroCopyRequests uint64
 }
 

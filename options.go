@@ -175,17 +175,18 @@ type Options struct {
 
 	// ZeroCopy lets the device read a large write (32 KiB or more, up
 	// to the server's max_write per request) straight from the caller's
-	// buffer, as Linux's virtio transports read user pages they pinned,
-	// instead of from a copy in DMA memory. A user-space driver cannot
-	// pin pages, so Open prepares the whole process instead
-	// (dmamem.LockProcess): every page is locked in RAM as it is first
-	// touched, compaction leaves locked pages alone and transparent
-	// hugepages are off for the process, and the Go runtime can no
-	// longer hand freed memory back to the kernel. That suits a VM that
-	// exists to run this program, which is what Open is for; Open fails
-	// if it cannot be done. With it a QueueSize of 0 means 1024, so that
-	// a 1 MiB write of scattered 4 KiB pages fits a chain. Dial ignores
-	// it: a vhost-user back end reaches only the shared memory.
+	// buffer, and write a large read's data straight into the caller's
+	// buffer or the page cache's, as Linux's virtio transports use the
+	// pages they pinned, instead of copying through DMA memory. A
+	// user-space driver cannot pin pages, so Open prepares the whole
+	// process instead (dmamem.LockProcess): every page is locked in RAM
+	// as it is first touched, compaction leaves locked pages alone and
+	// transparent hugepages are off for the process, and the Go runtime
+	// can no longer hand freed memory back to the kernel. That suits a VM
+	// that exists to run this program, which is what Open is for; Open
+	// fails if it cannot be done. With it a QueueSize of 0 means 1024, so
+	// that 1 MiB of scattered 4 KiB pages fits a chain. Dial ignores it:
+	// a vhost-user back end reaches only the shared memory.
 	ZeroCopy bool
 
 	// OnRoundTrip, if set, is called after every FUSE request the client

@@ -93,12 +93,14 @@ type Options struct {
 	// is for measurements: unset, RoundTrip reads no clock.
 	OnRoundTrip func(opcode uint32, d time.Duration)
 	// UserPages, if set, lets RoundTrip hand the device a request's
-	// large trailing data (a WRITE's, at least zeroCopyMin bytes) in
-	// place, as runs of the caller's own pages, instead of copying it
-	// into DMA memory (Linux's virtio_fs maps a WRITE's page-cache pages
-	// into the chain likewise). Data that does not resolve, or whose runs
-	// would take more than half a queue's descriptors, is copied as
-	// usual. Only for a device that reaches all of guest memory (PCI or
+	// large trailing data (a WRITE's) and a reply's large trailing
+	// buffer (a READ's), at least zeroCopyMin bytes each, in place, as
+	// runs of the caller's own pages, instead of copying them through
+	// DMA memory (Linux's virtio_fs maps page-cache and pinned user pages
+	// into the chain likewise). A buffer that does not resolve, or whose
+	// runs would take more than half a queue's descriptors, is copied as
+	// usual. A device that lies about a reply's length may have written
+	// the whole reply buffer, not just what it claims, as with Linux. Only for a device that reaches all of guest memory (PCI or
 	// MMIO in a guest, never vhost-user), and only in a process whose
 	// pages stay put (dmamem.LockProcess). A queue of 1024 takes a
 	// 1 MiB WRITE of scattered 4 KiB pages.
@@ -111,6 +113,8 @@ type PageResolver interface {
 	// Resolve appends b's physically contiguous runs, in order, to
 	// dst; each Buffer's Bytes is that part of b.
 	Resolve(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error)
+	// ResolveWritable is Resolve for a buffer the device writes into.
+	ResolveWritable(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error)
 }
 
 // zeroCopyMin is the smallest data that goes to the device in place:

@@ -39,10 +39,12 @@ type request struct {
 	// For a zero-copy request (see Options.UserPages), immutable while
 	// it is in flight: the whole device-readable chain, the DMA buffer
 	// with the headers first and then the runs of the caller's data in
-	// place; and that data, kept reachable until the device lets go of
-	// it even if the caller gave up waiting. Both nil otherwise.
-	readable []virtio.Buffer
-	pin      []byte
+	// place, and that data; likewise for the reply, the device-writable
+	// chain and the caller's buffer. The buffers stay reachable until
+	// the device lets go of them even if the caller gave up waiting. All
+	// nil otherwise.
+	readable, writable []virtio.Buffer
+	pin, pinOut        []byte
 
 	// Guarded by q.mu.
 	wake       chan struct{} // made by a caller that parks; closed with done
@@ -115,10 +117,12 @@ func (r *request) check(n int) error {
 // outLen-byte reply unless outLen is 0) and copies the request in. The
 // request has two holds: the caller's and the device's.
 //
-// With zeroCopy, a large last element of in (a WRITE's data) goes to the
-// device in place if the device has Options.UserPages and the buffer's
-// pages resolve: only the elements before it are copied.
-func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen int, zeroCopy bool) (*request, error) {
+// out, if not nil, is where the reply goes (outLen its length). With it,
+// and a device with Options.UserPages, a large last element of in (a
+// WRITE's data) or of out (a READ's buffer) goes to the device in place
+// if its pages resolve: only the elements before it go through DMA
+// memory.
+func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen int, out [][]byte) (*request, error) {
 	inLen := totalLen(in)
 	if inLen < fuseInHeaderLen {
 		return nil, syscall.EINVAL
@@ -126,12 +130,19 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 	if inLen > d.maxBuf || outLen > d.maxBuf {
 		return nil, syscall.E2BIG
 	}
-	var readable []virtio.Buffer
-	var pin []byte
-	if zeroCopy && d.userPages != nil && len(in) > 1 && len(in[len(in)-1]) >= zeroCopyMin {
-		if readable, pin = d.resolveUser(q, in[len(in)-1]); pin != nil {
-			in = in[:len(in)-1]
-			inLen -= len(pin)
+	var readable, writable []virtio.Buffer
+	var pin, pinOut []byte
+	if out != nil && d.userPages != nil {
+		if len(in) > 1 && len(in[len(in)-1]) >= zeroCopyMin {
+			if readable, pin = d.resolveUser(q, in[len(in)-1], false); pin != nil {
+				in = in[:len(in)-1]
+				inLen -= len(pin)
+			}
+		}
+		if last := len(out) - 1; last > 0 && len(out[last]) >= zeroCopyMin && outLen-len(out[last]) >= fuseOutHeaderLen {
+			if writable, pinOut = d.resolveUser(q, out[last], true); pinOut != nil {
+				outLen -= len(pinOut)
+			}
 		}
 	}
 	var r *request
@@ -167,6 +178,12 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 	if pin != nil {
 		readable[0] = ib
 		r.readable, r.pin = readable, pin
+	}
+	if pinOut != nil {
+		writable[0] = ob
+		r.writable, r.pinOut = writable, pinOut
+	}
+	if pin != nil || pinOut != nil {
 		d.zeroCopies.Add(1)
 	}
 	r.unique = binary.LittleEndian.Uint64(ib.Bytes[fuseUniqueOff:])
@@ -175,25 +192,32 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 	return r, nil
 }
 
-// resolveUser resolves b, the trailing data of a request for q, for
-// the device to read in place: it returns the chain's device-readable
-// buffers, with slot 0 left for the request's DMA buffer, and b. It
-// returns nil, nil (the caller copies b) if b does not resolve or its
-// runs would take more than half of q's descriptors.
-func (d *Device) resolveUser(q *queue, b []byte) ([]virtio.Buffer, []byte) {
-	readable, err := d.userPages.Resolve(b, make([]virtio.Buffer, 1, 2+len(b)/pageSize))
+// resolveUser resolves b, the trailing data of a request for q or (with
+// write) of its reply, for the device to use in place: it returns that
+// side's chain, with slot 0 left for the DMA buffer of the headers, and
+// b. It returns nil, nil (b then goes through DMA memory) if b does not
+// resolve or its runs would take more than half of q's descriptors.
+func (d *Device) resolveUser(q *queue, b []byte, write bool) ([]virtio.Buffer, []byte) {
+	runs := make([]virtio.Buffer, 1, 2+len(b)/pageSize)
+	var err error
+	if write {
+		runs, err = d.userPages.ResolveWritable(b, runs)
+	} else {
+		runs, err = d.userPages.Resolve(b, runs)
+	}
 	if err != nil {
-		d.log.Debug("virtio-fs: copying data that does not resolve", "len", len(b), "err", err)
+		d.log.Debug("virtio-fs: copying a buffer that does not resolve", "len", len(b), "write", write, "err", err)
 		return nil, nil
 	}
-	if len(readable)+1 > q.vq.Size()/2 {
+	if len(runs) > q.vq.Size()/2 {
 		return nil, nil
 	}
-	return readable, b
+	return runs, b
 }
 
-// ZeroCopyRequests returns how many requests so far had their data read
-// by the device in place (Options.UserPages).
+// ZeroCopyRequests returns how many requests so far had their data read,
+// or their reply's data written, by the device in place
+// (Options.UserPages).
 func (d *Device) ZeroCopyRequests() uint64 { return d.zeroCopies.Load() }
 
 // submit publishes r's chain on its queue and notifies the device if it
@@ -211,7 +235,9 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 	if r.readable != nil {
 		readable = r.readable
 	}
-	if r.bufs[1].Bytes == nil {
+	if r.writable != nil {
+		writable = r.writable
+	} else if r.bufs[1].Bytes == nil {
 		writable = nil
 	}
 	// A request from Send may be completed and recycled as soon as
@@ -256,7 +282,7 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		return 0, err
 	}
 	defer d.exit()
-	r, err := d.prepare(ctx, in, totalLen(out), true)
+	r, err := d.prepare(ctx, in, totalLen(out), out)
 	if err != nil {
 		return 0, err
 	}
@@ -280,7 +306,14 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		d.onRT(r.op, time.Since(t0))
 	}
 	if err == nil {
-		scatter(out, r.bufs[1].Bytes[:n])
+		if r.pinOut != nil {
+			// The rest is in place already.
+			out = out[:len(out)-1]
+			n2 := min(n, len(r.bufs[1].Bytes))
+			scatter(out, r.bufs[1].Bytes[:n2])
+		} else {
+			scatter(out, r.bufs[1].Bytes[:n])
+		}
 	}
 	r.release()
 	if err != nil {
@@ -294,7 +327,7 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 // before the request goes out with publish.
 //
 // Preconditions: the caller is inside enter/exit.
-func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int, zeroCopy bool) (*request, error) {
+func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int, out [][]byte) (*request, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -302,7 +335,7 @@ func (d *Device) prepare(ctx context.Context, in [][]byte, outLen int, zeroCopy 
 		return nil, syscall.EINVAL
 	}
 	q := d.reqs[int(d.next.Add(1))%len(d.reqs)]
-	return d.newRequest(ctx, q, in, outLen, zeroCopy)
+	return d.newRequest(ctx, q, in, outLen, out)
 }
 
 // publish sends r from prepare: after the FORGETs sent before it if it is
@@ -341,7 +374,7 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 		return err
 	}
 	defer d.exit()
-	r, err := d.prepare(ctx, in, totalLen(out), false)
+	r, err := d.prepare(ctx, in, totalLen(out), nil)
 	if err != nil {
 		return err
 	}
@@ -498,7 +531,7 @@ func (d *Device) SendHiprio(ctx context.Context, in [][]byte) error {
 	defer d.exit()
 	q := d.hiprio
 	q.poll() // take back the buffers of earlier ones
-	r, err := d.newRequest(ctx, q, in, 0, false)
+	r, err := d.newRequest(ctx, q, in, 0, nil)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,14 @@
 package dmamem
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -73,18 +78,75 @@ func lockProcess() error {
 // memory. Its results are only valid in a process prepared by LockProcess;
 // its methods are safe for concurrent use.
 type PageResolver struct {
-	f *os.File // /proc/self/pagemap
+	f   *os.File    // /proc/self/pagemap
+	ram []physRange // immutable: System RAM, sorted
 }
 
-// NewPageResolver opens /proc/self/pagemap.
+// physRange is the guest-physical range [start, end).
+type physRange struct{ start, end uint64 }
+
+// NewPageResolver opens /proc/self/pagemap and reads where RAM is
+// (/proc/iomem): a page elsewhere (a BAR or a DAX window mapped into the
+// process) is not something the device can read through its memory
+// table, so Resolve refuses it.
 //
-// Errors: the file cannot be opened.
+// Errors: either file cannot be read, or /proc/iomem lists no RAM (its
+// addresses read as zero without CAP_SYS_ADMIN).
 func NewPageResolver() (*PageResolver, error) {
+	iomem, err := os.ReadFile(iomemPath)
+	if err != nil {
+		return nil, fmt.Errorf("dmamem: %w", err)
+	}
+	ram, err := parseSystemRAM(string(iomem))
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(pagemapPath)
 	if err != nil {
 		return nil, fmt.Errorf("dmamem: %w", err)
 	}
-	return &PageResolver{f: f}, nil
+	return &PageResolver{f: f, ram: ram}, nil
+}
+
+const iomemPath = "/proc/iomem"
+
+// parseSystemRAM returns the top-level "System RAM" ranges of a
+// /proc/iomem listing ("00100000-bfffffff : System RAM"), sorted.
+//
+// Errors: a malformed RAM line, or no RAM with a non-zero end (addresses
+// hidden from a caller without CAP_SYS_ADMIN).
+func parseSystemRAM(iomem string) ([]physRange, error) {
+	var ram []physRange
+	for line := range strings.Lines(iomem) {
+		span, name, ok := strings.Cut(strings.TrimRight(line, "\n"), " : ")
+		if !ok || name != "System RAM" || strings.HasPrefix(span, " ") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(span, "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		last, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || last < start {
+			return nil, fmt.Errorf("dmamem: %s: malformed line %q", iomemPath, line)
+		}
+		if last > 0 {
+			ram = append(ram, physRange{start, last + 1})
+		}
+	}
+	if len(ram) == 0 {
+		return nil, fmt.Errorf("dmamem: %s lists no System RAM (reading its addresses needs CAP_SYS_ADMIN)", iomemPath)
+	}
+	slices.SortFunc(ram, func(a, b physRange) int { return cmp.Compare(a.start, b.start) })
+	return ram, nil
+}
+
+// inRAM reports whether [addr, addr+n) lies in one RAM range.
+func (r *PageResolver) inRAM(addr, n uint64) bool {
+	for _, g := range r.ram {
+		if addr >= g.start && addr < g.end {
+			return n <= g.end-addr
+		}
+	}
+	return false
 }
 
 // Close closes the pagemap file.
@@ -103,9 +165,37 @@ const maxResolvePages = 1024
 // unmapped, not remapped), for as long as the device may read the runs.
 //
 // Errors: an empty b or one of more than maxResolvePages pages; a page
-// not present in RAM (never touched, so not populated); PFNs hidden (not
-// root); a read error.
+// not present (never touched, so not populated) or not in RAM (a device
+// window mapped into the process); PFNs hidden (not root); a read error.
 func (r *PageResolver) Resolve(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error) {
+	return r.resolve(b, dst, false)
+}
+
+// ResolveWritable is Resolve for a buffer the device is to write into. It
+// first faults every page of b in writable (madvise MADV_POPULATE_WRITE:
+// copy-on-write broken, the shared zero page replaced, no byte changed),
+// and refuses a page that some other mapping shares.
+//
+// Errors: as Resolve; the madvise's (Linux before 5.14 has no
+// MADV_POPULATE_WRITE); a page not mapped by this process alone.
+func (r *PageResolver) ResolveWritable(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error) {
+	if len(b) == 0 {
+		return dst, errors.New("dmamem: resolve of an empty buffer")
+	}
+	ps := uintptr(userPageSize)
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo, hi := start&^(ps-1), (start+uintptr(len(b))+ps-1)&^(ps-1)
+	_, _, e := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_POPULATE_WRITE)
+	runtime.KeepAlive(b)
+	if e != 0 {
+		return dst, fmt.Errorf("dmamem: madvise(MADV_POPULATE_WRITE) of %d bytes: %w", hi-lo, e)
+	}
+	return r.resolve(b, dst, true)
+}
+
+// resolve is Resolve; with exclusive, every page must be mapped by this
+// process alone.
+func (r *PageResolver) resolve(b []byte, dst []virtio.Buffer, exclusive bool) ([]virtio.Buffer, error) {
 	if len(b) == 0 {
 		return dst, errors.New("dmamem: resolve of an empty buffer")
 	}
@@ -134,6 +224,10 @@ func (r *PageResolver) Resolve(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, 
 			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is not present in RAM", i, len(b))
 		case e.PFN == 0:
 			return dst, errors.New("dmamem: pagemap hides PFNs: resolving buffers needs CAP_SYS_ADMIN (run as root)")
+		case exclusive && !e.Exclusive:
+			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is shared with another mapping", i, len(b))
+		case !r.inRAM(e.PFN*uint64(ps), uint64(ps)):
+			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is at %#x, outside RAM", i, len(b), e.PFN*uint64(ps))
 		}
 		inPage := 0
 		if i == 0 {

@@ -1,6 +1,7 @@
 package dmamem
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -103,5 +104,93 @@ func TestResolveRejects(t *testing.T) {
 	big := make([]byte, (maxResolvePages+1)*userPageSize)
 	if _, err := r.Resolve(big, nil); err == nil {
 		t.Errorf("Resolve of %d pages: no error", maxResolvePages+1)
+	}
+}
+
+// TestParseSystemRAM reads the top-level RAM ranges of an iomem listing
+// and refuses one whose addresses are hidden.
+func TestParseSystemRAM(t *testing.T) {
+	iomem := "00000000-00000fff : Reserved\n" +
+		"00001000-0009fbff : System RAM\n" +
+		"000a0000-000bffff : PCI Bus 0000:00\n" +
+		"100000000-23fffffff : System RAM\n" +
+		"  1c5a00000-1c6801fff : Kernel code\n" +
+		"00100000-7ffdffff : System RAM\n" +
+		"  00200000-003fffff : System RAM\n" + // nested: not a range of its own
+		"fd000000-fdffffff : 0000:00:02.0\n"
+	ram, err := parseSystemRAM(iomem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []physRange{{0x1000, 0x9fc00}, {0x100000, 0x7ffe0000}, {0x100000000, 0x240000000}}
+	if !slices.Equal(ram, want) {
+		t.Errorf("parseSystemRAM = %x, want %x", ram, want)
+	}
+	r := &PageResolver{ram: ram}
+	for _, c := range []struct {
+		addr, n uint64
+		in      bool
+	}{
+		{0x100000, 4096, true}, {0x7ffdf000, 4096, true}, {0x7ffdf000, 8192, false},
+		{0xfd000000, 4096, false}, {0x23ffff000, 4096, true}, {0x240000000, 4096, false}, {0, 4096, false},
+	} {
+		if got := r.inRAM(c.addr, c.n); got != c.in {
+			t.Errorf("inRAM(%#x, %d) = %v, want %v", c.addr, c.n, got, c.in)
+		}
+	}
+	hidden := "00000000-00000000 : System RAM\n00000000-00000000 : System RAM\n"
+	if _, err := parseSystemRAM(hidden); err == nil {
+		t.Error("parseSystemRAM of hidden addresses: no error")
+	}
+	if _, err := parseSystemRAM("0010zzzz-00ffffff : System RAM\n"); err == nil {
+		t.Error("parseSystemRAM of a malformed line: no error")
+	}
+}
+
+// TestResolveWritable resolves memory for the device to write: untouched
+// pages get populated (each its own page, not the zero page) and written
+// ones keep their bytes; read-only memory is refused.
+func TestResolveWritable(t *testing.T) {
+	r, err := NewPageResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m, err := unix.Mmap(-1, 0, 16*userPageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	_ = m[5*userPageSize] // read-faulted: the shared zero page
+	m[9*userPageSize+7] = 0x5a
+	b := m[100 : 14*userPageSize+3]
+	runs, err := r.ResolveWritable(b, nil)
+	if err != nil {
+		t.Fatalf("ResolveWritable of untouched and zero-page memory: %v", err)
+	}
+	seen := map[uint64]bool{}
+	total := 0
+	for _, run := range runs {
+		for a := run.Addr &^ uint64(userPageSize-1); a < run.Addr+uint64(len(run.Bytes)); a += uint64(userPageSize) {
+			if seen[a] {
+				t.Errorf("physical page %#x appears twice", a)
+			}
+			seen[a] = true
+		}
+		total += len(run.Bytes)
+	}
+	if total != len(b) {
+		t.Errorf("runs cover %d bytes, want %d", total, len(b))
+	}
+	if m[9*userPageSize+7] != 0x5a || m[5*userPageSize] != 0 {
+		t.Errorf("ResolveWritable changed the memory")
+	}
+	ro, err := unix.Mmap(-1, 0, 2*userPageSize, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(ro)
+	if _, err := r.ResolveWritable(ro, nil); err == nil {
+		t.Error("ResolveWritable of read-only memory: no error")
 	}
 }

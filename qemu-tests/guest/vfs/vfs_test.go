@@ -86,15 +86,41 @@ func zeroCopy(t *testing.T, tag string) {
 		t.Fatal(err)
 	}
 	// 1 MiB, 700001 bytes and the 1.2 MiB tail (two WRITEs) at least; the 5 bytes never.
-	if n := f.Stats().ZeroCopyRequests; n < 3 {
-		t.Errorf("the device read %d requests in place, want at least 3", n)
+	wrote := f.Stats().ZeroCopyRequests
+	if wrote < 3 {
+		t.Errorf("the device read %d requests in place, want at least 3", wrote)
 	}
+	// Read back through READs the device writes in place: the whole file (1 MiB READs), and
+	// 900000 bytes at an odd offset into an odd offset of a buffer (its runs start and end inside
+	// pages), whose edges must keep their bytes.
 	got, err := f.ReadFile(ZeroCopyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("read back %d bytes, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	r, err := f.Open(ZeroCopyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dst := make([]byte, 900000+2*4099)
+	for i := range dst {
+		dst[i] = 0xee
+	}
+	const at = 333333
+	if n, err := r.ReadAt(dst[4099:4099+900000], at); n != 900000 || err != nil {
+		t.Fatalf("ReadAt 900000 at %d: %d, %v", at, n, err)
+	}
+	if !bytes.Equal(dst[4099:4099+900000], want[at:at+900000]) {
+		t.Errorf("ReadAt 900000 at %d: first difference at %d", at, firstDiff(dst[4099:4099+900000], want[at:at+900000]))
+	}
+	if i := slices.IndexFunc(append(dst[:4099:4099], dst[4099+900000:]...), func(c byte) bool { return c != 0xee }); i >= 0 {
+		t.Errorf("ReadAt wrote outside its buffer (byte %d of the edges)", i)
+	}
+	if n := f.Stats().ZeroCopyRequests - wrote; n < 4 {
+		t.Errorf("the device wrote %d replies in place, want at least 4 (3 for the file, 1 for ReadAt)", n)
 	}
 }
 
