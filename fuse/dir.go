@@ -247,7 +247,7 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 		// The next READDIR goes out before this reply is read, so
 		// that the server reads on while the client works.
 		if ahead {
-			in.Offset = rep.last.Off
+			in.Offset = rep.lastOff
 			next = fs.conn.startReaddir(ctx, f.ino.nodeid, in, st.nextSize(maxIO))
 		}
 		for off, at := 0, 0; off < len(rep.p); {
@@ -262,7 +262,7 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 					if next == nil {
 					} else if nrep, err := next.wait(); err == nil {
 						if nrep.n == 0 {
-							st.endAt = int64(rep.last.Off)
+							st.endAt = int64(rep.lastOff)
 						}
 						st.rest = append(st.rest, nrep.dirents(0, 0)...)
 						nrep.free()
@@ -301,9 +301,6 @@ type readdirReply struct {
 	buf *[]byte
 	// size is the size the READDIR asked for.
 	size int
-	// last is the reply's last entry, whose offset is the cookie of
-	// the entries after the reply.
-	last Dirent
 }
 
 // readdirCall is a READDIR in flight (startReaddir), whose reply wait
@@ -364,25 +361,6 @@ func (c *Conn) readdirRecords(ctx context.Context, nodeid uint64, in ReadIn, siz
 			putDirBuf(buf)
 			return readdirReply{}, err
 		}
-		out := readdirReply{direntRecords: recs, buf: buf, size: size}
-		if recs.n > 0 {
-			out.last = lastDirent(recs.p)
-		}
-		return out, nil
+		return readdirReply{direntRecords: recs, buf: buf, size: size}, nil
 	})
-}
-
-// lastDirent returns the header fields of the last record of p, a
-// checked READDIR reply of at least one record (no name).
-func lastDirent(p []byte) Dirent {
-	off := 0
-	for {
-		next := off + direntSize(int(le.Uint32(p[off+16:])))
-		if next >= len(p) {
-			break
-		}
-		off = next
-	}
-	h := p[off : off+direntHeaderSize]
-	return Dirent{Ino: le.Uint64(h), Off: le.Uint64(h[8:]), Type: le.Uint32(h[20:])}
 }
