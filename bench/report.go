@@ -349,7 +349,7 @@ func (rep *Report) Markdown() []byte {
 	t := NewTable(rep.Medians)
 	clients := rep.clientsPresent()
 	fmt.Fprintf(&b, "# govirtiofs benchmark\n\n")
-	fmt.Fprintf(&b, "Medians over %d round(s); in parentheses the ratio to the best kernel 9p mode for the workload. MB = 10^6 bytes. The govirtiofs clients in the guest open their FS with Options.ZeroCopy: the device reads large writes from the caller's buffer in place, as the kernel's 9p reads pinned user pages.\n\n", rep.Rounds)
+	fmt.Fprintf(&b, "Medians over %d round(s); in parentheses the ratio to the best kernel 9p mode for the workload. MB = 10^6 bytes. The govirtiofs clients in the guest open their FS with Options.ZeroCopy: the device reads large writes from, and writes large reads into, the caller's buffer in place, as the kernel's 9p uses pinned user pages.\n\n", rep.Rounds)
 	fmt.Fprintf(&b, "| workload | unit |")
 	for _, c := range clients {
 		fmt.Fprintf(&b, " %s |", c)

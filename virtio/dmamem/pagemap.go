@@ -10,16 +10,18 @@ const (
 	pagemapEntrySize = 8
 	pagemapPFNMask   = 1<<55 - 1 // bits 0-54: page frame number, if present
 	pagemapExclusive = 1 << 56   // the page is mapped by this process only
+	pagemapFileShare = 1 << 61   // a file's page or shared anonymous memory
 	pagemapSwapped   = 1 << 62
 	pagemapPresent   = 1 << 63
 )
 
 // PagemapEntry is one decoded /proc/pid/pagemap entry.
 type PagemapEntry struct {
-	PFN       uint64 // 0 without CAP_SYS_ADMIN
-	Present   bool
-	Swapped   bool
-	Exclusive bool // mapped by this process only (not the zero page, not shared)
+	PFN          uint64 // 0 without CAP_SYS_ADMIN
+	Present      bool
+	Swapped      bool
+	Exclusive    bool // mapped by this process only (not the zero page, not shared)
+	FileOrShared bool // a file's page or shared anonymous memory
 }
 
 // ParsePagemapEntry decodes the 64-bit entry at the start of b (native byte
@@ -32,10 +34,11 @@ func ParsePagemapEntry(b []byte) (PagemapEntry, error) {
 	}
 	v := binary.LittleEndian.Uint64(b)
 	return PagemapEntry{
-		PFN:       v & pagemapPFNMask,
-		Present:   v&pagemapPresent != 0,
-		Swapped:   v&pagemapSwapped != 0,
-		Exclusive: v&pagemapExclusive != 0,
+		PFN:          v & pagemapPFNMask,
+		Present:      v&pagemapPresent != 0,
+		Swapped:      v&pagemapSwapped != 0,
+		Exclusive:    v&pagemapExclusive != 0,
+		FileOrShared: v&pagemapFileShare != 0,
 	}, nil
 }
 

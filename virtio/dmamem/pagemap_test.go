@@ -24,6 +24,7 @@ func TestParsePagemapEntry(t *testing.T) {
 		{"present", entries(pagemapPresent | 0x1234), PagemapEntry{PFN: 0x1234, Present: true}},
 		{"exclusive, soft-dirty ignored", entries(pagemapPresent | 1<<56 | 1<<55 | 0x7fffffffffffff), PagemapEntry{PFN: 0x7fffffffffffff, Present: true, Exclusive: true}},
 		{"hidden pfn", entries(pagemapPresent), PagemapEntry{Present: true}},
+		{"file or shared", entries(pagemapPresent | 1<<61 | 0x9), PagemapEntry{PFN: 9, Present: true, FileOrShared: true}},
 		{"swapped", entries(pagemapSwapped | 0x42), PagemapEntry{PFN: 0x42, Swapped: true}},
 		{"absent", entries(0), PagemapEntry{}},
 	}

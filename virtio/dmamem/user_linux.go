@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,25 +170,18 @@ func (r *PageResolver) Resolve(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, 
 	return r.resolve(b, dst, false)
 }
 
-// ResolveWritable is Resolve for a buffer the device is to write into. It
-// first faults every page of b in writable (madvise MADV_POPULATE_WRITE:
-// copy-on-write broken, the shared zero page replaced, no byte changed),
-// and refuses a page that some other mapping shares.
+// ResolveWritable is Resolve for a buffer the device is to write into.
+// Every page must be this process's own anonymous page: present and
+// mapped here alone (pagemap's exclusive bit), not the shared zero page,
+// not a file's page-cache page or shared memory, not a copy-on-write page
+// another process still maps. A device writing into such a page changes
+// this buffer and nothing else; a page that is none of those (never
+// touched, say) makes the caller copy instead. It reads the pagemap only:
+// faulting the pages in writable first (MADV_POPULATE_WRITE) cost a TCG
+// guest more than the copy it saves.
 //
-// Errors: as Resolve; the madvise's (Linux before 5.14 has no
-// MADV_POPULATE_WRITE); a page not mapped by this process alone.
+// Errors: as Resolve; a page that is not the process's own.
 func (r *PageResolver) ResolveWritable(b []byte, dst []virtio.Buffer) ([]virtio.Buffer, error) {
-	if len(b) == 0 {
-		return dst, errors.New("dmamem: resolve of an empty buffer")
-	}
-	ps := uintptr(userPageSize)
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	lo, hi := start&^(ps-1), (start+uintptr(len(b))+ps-1)&^(ps-1)
-	_, _, e := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_POPULATE_WRITE)
-	runtime.KeepAlive(b)
-	if e != 0 {
-		return dst, fmt.Errorf("dmamem: madvise(MADV_POPULATE_WRITE) of %d bytes: %w", hi-lo, e)
-	}
 	return r.resolve(b, dst, true)
 }
 
@@ -224,8 +216,8 @@ func (r *PageResolver) resolve(b []byte, dst []virtio.Buffer, exclusive bool) ([
 			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is not present in RAM", i, len(b))
 		case e.PFN == 0:
 			return dst, errors.New("dmamem: pagemap hides PFNs: resolving buffers needs CAP_SYS_ADMIN (run as root)")
-		case exclusive && !e.Exclusive:
-			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is shared with another mapping", i, len(b))
+		case exclusive && (!e.Exclusive || e.FileOrShared):
+			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is not this process's own anonymous page", i, len(b))
 		case !r.inRAM(e.PFN*uint64(ps), uint64(ps)):
 			return dst, fmt.Errorf("dmamem: page %d of a %d-byte buffer is at %#x, outside RAM", i, len(b), e.PFN*uint64(ps))
 		}

@@ -1,6 +1,7 @@
 package dmamem
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -147,50 +148,68 @@ func TestParseSystemRAM(t *testing.T) {
 	}
 }
 
-// TestResolveWritable resolves memory for the device to write: untouched
-// pages get populated (each its own page, not the zero page) and written
-// ones keep their bytes; read-only memory is refused.
+// TestResolveWritable resolves memory for the device to write: the
+// process's own written pages resolve; untouched pages, the zero page,
+// shared memory and a file's pages do not.
 func TestResolveWritable(t *testing.T) {
 	r, err := NewPageResolver()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	m, err := unix.Mmap(-1, 0, 16*userPageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		t.Fatal(err)
+	own := make([]byte, 64*userPageSize)
+	for i := range own {
+		own[i] = byte(i)
 	}
-	defer unix.Munmap(m)
-	_ = m[5*userPageSize] // read-faulted: the shared zero page
-	m[9*userPageSize+7] = 0x5a
-	b := m[100 : 14*userPageSize+3]
+	b := own[100 : 60*userPageSize+3]
 	runs, err := r.ResolveWritable(b, nil)
 	if err != nil {
-		t.Fatalf("ResolveWritable of untouched and zero-page memory: %v", err)
+		t.Fatalf("ResolveWritable of written heap memory: %v", err)
 	}
-	seen := map[uint64]bool{}
 	total := 0
 	for _, run := range runs {
-		for a := run.Addr &^ uint64(userPageSize-1); a < run.Addr+uint64(len(run.Bytes)); a += uint64(userPageSize) {
-			if seen[a] {
-				t.Errorf("physical page %#x appears twice", a)
-			}
-			seen[a] = true
-		}
 		total += len(run.Bytes)
 	}
 	if total != len(b) {
 		t.Errorf("runs cover %d bytes, want %d", total, len(b))
 	}
-	if m[9*userPageSize+7] != 0x5a || m[5*userPageSize] != 0 {
-		t.Errorf("ResolveWritable changed the memory")
+
+	mapping := func(prot, flags, fd int) []byte {
+		m, err := unix.Mmap(fd, 0, 4*userPageSize, prot, flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Munmap(m) })
+		return m
 	}
-	ro, err := unix.Mmap(-1, 0, 2*userPageSize, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	untouched := mapping(unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1)
+	zero := mapping(unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, -1)
+	for i := 0; i < len(zero); i += userPageSize {
+		_ = zero[i] // read-faulted: the shared zero page
+	}
+	shared := mapping(unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS, -1)
+	for i := range shared {
+		shared[i] = 1
+	}
+	f, err := os.CreateTemp(t.TempDir(), "page")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Munmap(ro)
-	if _, err := r.ResolveWritable(ro, nil); err == nil {
-		t.Error("ResolveWritable of read-only memory: no error")
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 4*userPageSize)); err != nil {
+		t.Fatal(err)
+	}
+	file := mapping(unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE, int(f.Fd()))
+	for i := 0; i < len(file); i += userPageSize {
+		_ = file[i] // read-faulted: the file's page-cache pages
+	}
+	for name, m := range map[string][]byte{"untouched": untouched, "zero page": zero, "shared": shared, "file": file} {
+		if _, err := r.ResolveWritable(m, nil); err == nil {
+			t.Errorf("ResolveWritable of %s memory: no error", name)
+		}
+	}
+	// Reading them is fine: the device only reads.
+	if _, err := r.Resolve(shared, nil); err != nil {
+		t.Errorf("Resolve of shared memory: %v", err)
 	}
 }
