@@ -552,10 +552,18 @@ func (ino *inode) readCached(ctx context.Context, f *fileHandle, dst []byte, off
 			}
 		}
 		if ino.attrValidLocked() && ino.wb.size < 0 {
-			// Do not ask far past the known end; a file that grew
-			// since just takes another READ.
-			if left := (int64(ino.attr.Size) - idx*pageSize + pageSize - 1) / pageSize; left >= 1 && int64(npages) > left {
-				npages = max(int(left), min(want, npages))
+			// While the attributes are valid their size is the end
+			// of the file, as i_size is for Linux's filemap_read: a
+			// read from there on ends without a READ, and a READ asks
+			// for nothing past it (a 4 KiB file takes one page, and
+			// the next read returns EOF at once).
+			size := int64(ino.attr.Size)
+			if pos >= size {
+				ino.mu.Unlock()
+				break
+			}
+			if left := (size - idx*pageSize + pageSize - 1) / pageSize; int64(npages) > left {
+				npages = int(left)
 			}
 		}
 		ino.mu.Unlock()
