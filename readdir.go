@@ -95,28 +95,31 @@ func (f *File) list(n int) (*listing, error) {
 	}
 	var cur []dirEntry // the last array
 	pos := 0           // entries in cur
-	err := f.fd.ReadDir(f.fs.ctx(), func(de vfs.Dirent) bool {
-		if de.Name == "." || de.Name == ".." {
-			return true
+	err := f.fd.ReadDirBatch(f.fs.ctx(), func(b []vfs.Dirent) int {
+		for k := range b {
+			de := &b[k]
+			if de.Name == "." || de.Name == ".." {
+				continue
+			}
+			if n > 0 && l.n == n {
+				return k
+			}
+			if pos == len(cur) {
+				cur, pos = l.grow(n), 0
+			}
+			e := &cur[pos]
+			e.dir = dir
+			e.name = de.Name
+			if de.Type == vfs.DT_UNKNOWN {
+				e.typ = typeUnknown
+				l.unknown = true
+			} else {
+				e.typ = typeMode(de.Type)
+			}
+			pos++
+			l.n++
 		}
-		if n > 0 && l.n == n {
-			return false
-		}
-		if pos == len(cur) {
-			cur, pos = l.grow(n), 0
-		}
-		e := &cur[pos]
-		e.dir = dir
-		e.name = de.Name
-		if de.Type == vfs.DT_UNKNOWN {
-			e.typ = typeUnknown
-			l.unknown = true
-		} else {
-			e.typ = typeMode(de.Type)
-		}
-		pos++
-		l.n++
-		return true
+		return len(b)
 	})
 	if k := len(l.chunks); k > 0 {
 		l.chunks[k-1] = cur[:pos]

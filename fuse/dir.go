@@ -113,7 +113,23 @@ func (ino *inode) smallDir() bool {
 	return ino.attr.Ino != 0 && ino.attr.Size <= readdirplusSize
 }
 
-// ReadDir implements vfs.FileDescriptionImpl.ReadDir with READDIRPLUS or
+// readdirBatch is how many entries ReadDirBatch hands to emit at a time
+// (3 KiB of vfs.Dirents).
+const readdirBatch = 64
+
+// ReadDir implements vfs.FileDescriptionImpl.ReadDir through ReadDirBatch.
+func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Dirent) bool) error {
+	return f.ReadDirBatch(ctx, cookie, func(b []vfs.Dirent) int {
+		for i := range b {
+			if !emit(b[i]) {
+				return i
+			}
+		}
+		return len(b)
+	})
+}
+
+// ReadDirBatch implements vfs.DirBatchReader with READDIRPLUS or
 // READDIR as usePlus decides (each READDIRPLUS entry's lookup becomes an
 // Entry reference for vfs's dentry cache, Linux fuse_direntplus_link).
 //
@@ -129,7 +145,10 @@ func (ino *inode) smallDir() bool {
 // stops the listing, the lookups of the READDIRPLUS entries not handed
 // over are released at once, so that they are forgotten; plain entries
 // not handed over are kept for the next call that continues there.
-func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Dirent) bool) error {
+//
+// Plain entries go to emit in batches of up to readdirBatch, READDIRPLUS
+// entries (a small directory's) one at a time.
+func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([]vfs.Dirent) int) error {
 	if !f.dir {
 		return syscall.ENOTDIR
 	}
@@ -144,6 +163,7 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 		f.dirs.mu.Unlock()
 	}()
 	maxIO := fs.params.MaxPages * pageSize
+	batch := make([]vfs.Dirent, readdirBatch)
 	// next is the READDIR in flight for the entries after the last
 	// reply's, sent before that reply was read.
 	var next *readdirCall
@@ -156,13 +176,20 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 		if next != nil {
 			// Plain entries follow plain entries: the one in flight.
 		} else if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
-			for i, e := range st.rest {
-				if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}) {
-					st.rest = st.rest[i:]
+			for len(st.rest) > 0 {
+				b := batch[:min(len(st.rest), len(batch))]
+				for i, e := range st.rest[:len(b)] {
+					b[i] = vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}
+				}
+				n := emit(b)
+				if n > 0 {
+					cookie = b[n-1].Next
+				}
+				st.rest = st.rest[n:]
+				if n < len(b) {
 					st.restAt = cookie
 					return nil
 				}
-				cookie = int64(e.Off)
 			}
 			st.rest = nil
 			ahead = true
@@ -211,7 +238,8 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 				if ve.Inode != nil {
 					de.Entry = &ve
 				}
-				if !emit(de) {
+				batch[0] = de
+				if emit(batch[:1]) == 0 {
 					stopped = true
 				}
 				cookie = int64(e.Off)
@@ -251,31 +279,42 @@ func (f *fileHandle) ReadDir(ctx context.Context, cookie int64, emit func(vfs.Di
 			next = fs.conn.startReaddir(ctx, f.ino.nodeid, in, st.nextSize(maxIO))
 		}
 		for off, at := 0, 0; off < len(rep.p); {
-			e, nextOff, nextAt := rep.direntAt(off, at)
-			if !emit(vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}) {
-				if cookie != 0 {
-					st.rest = rep.dirents(off, at)
-					st.restAt = cookie
-					// The reply after this one continues the
-					// rest; an error in it will come again if the
-					// listing goes on.
-					if next == nil {
-					} else if nrep, err := next.wait(); err == nil {
-						if nrep.n == 0 {
-							st.endAt = int64(rep.lastOff)
-						}
-						st.rest = append(st.rest, nrep.dirents(0, 0)...)
-						nrep.free()
-					}
-				} else if next != nil {
-					next.discard()
-				}
-				next = nil
-				rep.free()
-				return nil
+			b := batch[:0]
+			for off < len(rep.p) && len(b) < len(batch) {
+				var e Dirent
+				e, off, at = rep.direntAt(off, at)
+				b = append(b, vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)})
 			}
-			cookie = int64(e.Off)
-			off, at = nextOff, nextAt
+			n := emit(b)
+			if n > 0 {
+				cookie = b[n-1].Next
+			}
+			if n == len(b) {
+				continue
+			}
+			if cookie != 0 {
+				// The entries not taken, of the batch and after it.
+				st.rest = make([]Dirent, 0, len(b)-n+rep.n)
+				for _, d := range b[n:] {
+					st.rest = append(st.rest, Dirent{Ino: d.Ino, Off: uint64(d.Next), Type: uint32(d.Type), Name: d.Name})
+				}
+				st.rest = append(st.rest, rep.dirents(off, at)...)
+				st.restAt = cookie
+				// The reply after this one continues the rest; an
+				// error in it will come again if the listing goes on.
+				if next == nil {
+				} else if nrep, err := next.wait(); err == nil {
+					if nrep.n == 0 {
+						st.endAt = int64(rep.lastOff)
+					}
+					st.rest = append(st.rest, nrep.dirents(0, 0)...)
+					nrep.free()
+				}
+			} else if next != nil {
+				next.discard()
+			}
+			rep.free()
+			return nil
 		}
 		rep.free()
 		ahead = true
