@@ -185,8 +185,11 @@ type Options struct {
 	// can no longer hand freed memory back to the kernel. That suits a VM
 	// that exists to run this program, which is what Open is for; Open
 	// fails if it cannot be done. With it a QueueSize of 0 means 1024, so
-	// that 1 MiB of scattered 4 KiB pages fits a chain. Dial ignores it:
-	// a vhost-user back end reaches only the shared memory.
+	// that 1 MiB of scattered 4 KiB pages fits a chain. A request that
+	// outlives RequestTimeout fails while the device may still hold its
+	// buffer: as with any DMA, a dead daemon's late write into a READ's
+	// buffer cannot be ruled out. Dial ignores ZeroCopy: a vhost-user
+	// back end reaches only the shared memory.
 	ZeroCopy bool
 
 	// OnRoundTrip, if set, is called after every FUSE request the client
