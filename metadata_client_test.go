@@ -89,48 +89,44 @@ func BenchmarkMetadataClient(b *testing.B) {
 	for i := range names {
 		names[i] = fmt.Sprintf("d/f%05d", i)
 	}
+	// each runs op on a name never seen before by the FS at hand, with a
+	// fresh FS (untimed) every n names.
+	each := func(b *testing.B, mode fuse.CacheMode, op func(f *FS, name string) error) {
+		f := clientFS(b, n, mode)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i == n {
+				b.StopTimer()
+				f, i = clientFS(b, n, mode), 0
+				b.StartTimer()
+			}
+			if err := op(f, names[i]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	}
+	buf := make([]byte, 4097)
 	for _, mode := range []fuse.CacheMode{fuse.CacheAuto, fuse.CacheAlways} {
 		b.Run(mode.String()+"/stat-cold", func(b *testing.B) {
-			f := clientFS(b, n, mode)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if i == n {
-					b.StopTimer()
-					f = clientFS(b, n, mode)
-					i = 0
-					b.StartTimer()
-				}
-				if _, err := f.Stat(names[i]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			each(b, mode, func(f *FS, name string) error {
+				_, err := f.Stat(name)
+				return err
+			})
 		})
 		b.Run(mode.String()+"/open-read-close", func(b *testing.B) {
-			f := clientFS(b, n, mode)
-			buf := make([]byte, 4097)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if i == n {
-					b.StopTimer()
-					f = clientFS(b, n, mode)
-					i = 0
-					b.StartTimer()
-				}
-				file, err := f.Open(names[i])
+			each(b, mode, func(f *FS, name string) error {
+				file, err := f.Open(name)
 				if err != nil {
-					b.Fatal(err)
+					return err
 				}
 				if n, err := io.ReadFull(file, buf); n != 4096 || err != io.ErrUnexpectedEOF {
-					b.Fatalf("read %d, %v", n, err)
+					file.Close()
+					return fmt.Errorf("read %d, %v", n, err)
 				}
-				if err := file.Close(); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+				return file.Close()
+			})
 		})
 	}
 }

@@ -737,14 +737,7 @@ func TestFSReadStopsAtKnownSize(t *testing.T) {
 				}
 				return fusetest.OK(node.data[off:min(off+uint64(size), uint64(len(node.data)))])
 			})
-			fs := f.mount(t, fuse.FSOptions{Cache: mode})
-			v := vfs.New(fs, fs.Root(), vfs.Options{})
-			defer v.Close(ctx)
-			fd, err := v.Open(ctx, root, "a", unix.O_RDONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fd.Close(ctx)
+			_, fd := openFake(t, f, mode)
 			buf := make([]byte, len(data)+1)
 			if n, err := fd.PRead(ctx, buf, 0); n != len(data) || err != nil || !bytes.Equal(buf[:n], data) {
 				t.Fatalf("PRead = %d, %v; want the file's %d bytes", n, err, len(data))
