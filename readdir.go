@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -238,7 +239,7 @@ func (f *FS) readDir(p, name string) ([]fs.DirEntry, error) {
 	defer d.Close()
 	l, err := d.list(-1)
 	s := getNameSort()
-	ents, lerr := l.dirEntries(s.sort(l))
+	ents, lerr := s.sortedEntries(l)
 	putNameSort(s)
 	if lerr != nil {
 		err = lerr
@@ -289,9 +290,31 @@ func putNameSort(s *nameSort) {
 	}
 }
 
+// sortedEntries returns l's entries sorted by name, as
+// l.dirEntries(s.sort(l, nil)). When every entry's type is known, sort's
+// last pass writes the DirEntries in their places itself, instead of
+// records that one more pass over them turns into DirEntries.
+//
+// Errors: as dirEntries.
+func (s *nameSort) sortedEntries(l *listing) ([]fs.DirEntry, error) {
+	if l.unknown {
+		return l.dirEntries(s.sort(l, nil))
+	}
+	ents := make([]fs.DirEntry, l.n)
+	if order := s.sort(l, ents); order != nil {
+		for j, r := range order {
+			ents[j] = l.entry(r.i)
+		}
+	}
+	return ents, nil
+}
+
 // sort returns a record of each of l's entries, in name order. The
-// result is s's until putNameSort.
-func (s *nameSort) sort(l *listing) []sortRec {
+// result is s's until putNameSort. If out is not nil (l.n long) and a
+// last radix pass puts every entry in its final place (all names of at
+// most eight bytes, and keys that differ), that pass writes each entry
+// to its place in out instead, and sort returns nil.
+func (s *nameSort) sort(l *listing, out []fs.DirEntry) []sortRec {
 	n := l.n
 	if cap(s.a) < n {
 		s.a, s.b = make([]sortRec, n), make([]sortRec, n)
@@ -337,6 +360,11 @@ func (s *nameSort) sort(l *listing) []sortRec {
 			c[7][byte(k>>56)]++
 		}
 	}
+	// last is the byte of the last pass if it may write out.
+	last := -1
+	if out != nil && !long && differ != 0 {
+		last = 7 - bits.LeadingZeros64(differ)/8
+	}
 	for b := range 8 {
 		if byte(differ>>(8*b)) == 0 {
 			continue // every key has this byte
@@ -347,6 +375,14 @@ func (s *nameSort) sort(l *listing) []sortRec {
 		for v, m := range cb {
 			cb[v] = pos
 			pos += m
+		}
+		if b == last {
+			for i := range src {
+				v := byte(src[i].key >> shift)
+				out[cb[v]] = l.entry(src[i].i)
+				cb[v]++
+			}
+			return nil
 		}
 		for i := range src {
 			v := byte(src[i].key >> shift)
