@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				c := cfg.Clients[(i+r-1)%n]
 				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
 				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name), Set: SetDir(r, w.Name)}
-				env.names() // outside the clock
+				env.prepare() // outside the clock
 				v, d, err := measure(ctx, c, w, env, cfg.Timed, cfg.MinWarmTime, rec)
 				if ctx.Err() != nil {
 					return ctx.Err()
