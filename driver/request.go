@@ -39,12 +39,11 @@ type request struct {
 	// For a zero-copy request (see Options.UserPages), immutable while
 	// it is in flight: the whole device-readable chain, the DMA buffer
 	// with the headers first and then the runs of the caller's data in
-	// place, and that data; likewise for the reply, the device-writable
-	// chain and the caller's buffer. The buffers stay reachable until
-	// the device lets go of them even if the caller gave up waiting. All
-	// nil otherwise.
+	// place; likewise for the reply, the device-writable chain. The runs
+	// slice the caller's buffers, which so stay reachable until the
+	// device lets go of them even if the caller gave up waiting. Nil
+	// otherwise.
 	readable, writable []virtio.Buffer
-	pin, pinOut        []byte
 
 	// Guarded by q.mu.
 	wake       chan struct{} // made by a caller that parks; closed with done
@@ -131,17 +130,16 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 		return nil, syscall.E2BIG
 	}
 	var readable, writable []virtio.Buffer
-	var pin, pinOut []byte
 	if out != nil && d.userPages != nil {
-		if len(in) > 1 && len(in[len(in)-1]) >= zeroCopyMin {
-			if readable, pin = d.resolveUser(q, in[len(in)-1], false); pin != nil {
-				in = in[:len(in)-1]
-				inLen -= len(pin)
+		if last := len(in) - 1; last > 0 && len(in[last]) >= zeroCopyMin {
+			if readable = d.resolveUser(q, in[last], false); readable != nil {
+				inLen -= len(in[last])
+				in = in[:last]
 			}
 		}
 		if last := len(out) - 1; last > 0 && len(out[last]) >= zeroCopyMin && outLen-len(out[last]) >= fuseOutHeaderLen {
-			if writable, pinOut = d.resolveUser(q, out[last], true); pinOut != nil {
-				outLen -= len(pinOut)
+			if writable = d.resolveUser(q, out[last], true); writable != nil {
+				outLen -= len(out[last])
 			}
 		}
 	}
@@ -175,15 +173,15 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 		clear(ob.Bytes[:fuseOutHeaderLen])
 	}
 	r.bufs = [2]virtio.Buffer{ib, ob}
-	if pin != nil {
+	if readable != nil {
 		readable[0] = ib
-		r.readable, r.pin = readable, pin
+		r.readable = readable
 	}
-	if pinOut != nil {
+	if writable != nil {
 		writable[0] = ob
-		r.writable, r.pinOut = writable, pinOut
+		r.writable = writable
 	}
-	if pin != nil || pinOut != nil {
+	if readable != nil || writable != nil {
 		d.zeroCopies.Add(1)
 	}
 	r.unique = binary.LittleEndian.Uint64(ib.Bytes[fuseUniqueOff:])
@@ -194,10 +192,10 @@ func (d *Device) newRequest(ctx context.Context, q *queue, in [][]byte, outLen i
 
 // resolveUser resolves b, the trailing data of a request for q or (with
 // write) of its reply, for the device to use in place: it returns that
-// side's chain, with slot 0 left for the DMA buffer of the headers, and
-// b. It returns nil, nil (b then goes through DMA memory) if b does not
-// resolve or its runs would take more than half of q's descriptors.
-func (d *Device) resolveUser(q *queue, b []byte, write bool) ([]virtio.Buffer, []byte) {
+// side's chain, with slot 0 left for the DMA buffer of the headers. It
+// returns nil (b then goes through DMA memory) if b does not resolve or
+// its runs would take more than half of q's descriptors.
+func (d *Device) resolveUser(q *queue, b []byte, write bool) []virtio.Buffer {
 	runs := make([]virtio.Buffer, 1, 2+len(b)/pageSize)
 	var err error
 	if write {
@@ -207,12 +205,12 @@ func (d *Device) resolveUser(q *queue, b []byte, write bool) ([]virtio.Buffer, [
 	}
 	if err != nil {
 		d.log.Debug("virtio-fs: copying a buffer that does not resolve", "len", len(b), "write", write, "err", err)
-		return nil, nil
+		return nil
 	}
 	if len(runs) > q.vq.Size()/2 {
-		return nil, nil
+		return nil
 	}
-	return runs, b
+	return runs
 }
 
 // ZeroCopyRequests returns how many requests so far had their data read,
@@ -306,14 +304,11 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 		d.onRT(r.op, time.Since(t0))
 	}
 	if err == nil {
-		if r.pinOut != nil {
-			// The rest is in place already.
-			out = out[:len(out)-1]
-			n2 := min(n, len(r.bufs[1].Bytes))
-			scatter(out, r.bufs[1].Bytes[:n2])
-		} else {
-			scatter(out, r.bufs[1].Bytes[:n])
+		reply := r.bufs[1].Bytes[:min(n, len(r.bufs[1].Bytes))]
+		if r.writable != nil {
+			out = out[:len(out)-1] // the rest is in place already
 		}
+		scatter(out, reply)
 	}
 	r.release()
 	if err != nil {
