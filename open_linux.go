@@ -61,7 +61,7 @@ func findDevice(ctx context.Context, tag string, mem virtio.Memory, opts *Option
 	if opts.ZeroCopy {
 		r, err := userPages()
 		if err != nil {
-			return nil, fmt.Errorf("govirtiofs: zero-copy writes: %w", err)
+			return nil, fmt.Errorf("govirtiofs: zero copy: %w", err)
 		}
 		dopts.UserPages = r
 		if dopts.QueueSize == 0 {
