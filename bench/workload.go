@@ -50,20 +50,39 @@ type Env struct {
 	mixedOffs    [][]int64
 }
 
+// patterns holds the data pattern returns, made once per process.
+var patterns struct {
+	sync.Mutex
+	m map[[2]uint64][]byte
+}
+
+// pattern returns n bytes filled from seed (fill), the same slice on every call: the data the
+// write workloads write, which they only read. Every measurement's Env takes it without filling
+// a megabyte again.
+func pattern(n int, seed uint64) []byte {
+	patterns.Lock()
+	defer patterns.Unlock()
+	k := [2]uint64{uint64(n), seed}
+	b, ok := patterns.m[k]
+	if !ok {
+		if patterns.m == nil {
+			patterns.m = map[[2]uint64][]byte{}
+		}
+		b = make([]byte, n)
+		fill(b, seed)
+		patterns.m[k] = b
+	}
+	return b
+}
+
 // prepare makes the inputs of every workload before its clock starts, so that generating data
 // and formatting names is no part of a measured operation (for every client alike): filling
 // seqwrite's 1 MiB buffer took tens of milliseconds under TCG, which a 64 MiB write at
 // 1.5 GB/s would have carried on top of its 40.
 func (e *Env) prepare() {
 	e.names()
-	if len(e.bigData) != e.Sizes.IOSize {
-		e.bigData = make([]byte, e.Sizes.IOSize)
-		fill(e.bigData, 7)
-	}
-	if len(e.smallData) != e.Sizes.SmallFileSize {
-		e.smallData = make([]byte, e.Sizes.SmallFileSize)
-		fill(e.smallData, 9)
-	}
+	e.bigData = pattern(e.Sizes.IOSize, 7)
+	e.smallData = pattern(e.Sizes.SmallFileSize, 9)
 	if len(e.creates) != e.Sizes.CreateFiles {
 		e.creates = make([]string, e.Sizes.CreateFiles)
 		for i := range e.creates {
