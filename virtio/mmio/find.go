@@ -168,31 +168,53 @@ func ParseCmdline(cmdline string) ([]Device, error) {
 }
 
 // splitCmdline splits a kernel command line into arguments the way the
-// kernel's next_arg does: on whitespace, except inside double quotes, which
-// are removed.
+// kernel's next_arg does: on whitespace, except inside double quotes. The
+// name ends at the first '='; like next_arg it drops only an argument's
+// opening quote, a value's opening quote and the argument's closing quote,
+// and keeps any other quote where it is (so a quote inside a name makes a
+// name no parameter has).
 func splitCmdline(s string) []string {
 	var args []string
-	var cur strings.Builder
-	inQuote, inArg := false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"':
-			inQuote = !inQuote
-			inArg = true
-		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			if inArg {
-				args = append(args, cur.String())
-				cur.Reset()
-				inArg = false
-			}
-		default:
-			cur.WriteByte(c)
-			inArg = true
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	for i := 0; i < len(s); {
+		if isSpace(s[i]) {
+			i++
+			continue
 		}
-	}
-	if inArg {
-		args = append(args, cur.String())
+		quoted := s[i] == '"'
+		if quoted {
+			i++
+		}
+		start, equals, inQuote := i, -1, quoted
+		for ; i < len(s) && (inQuote || !isSpace(s[i])); i++ {
+			if equals < 0 && s[i] == '=' {
+				equals = i
+			}
+			if s[i] == '"' {
+				inQuote = !inQuote
+			}
+		}
+		arg := s[start:i]
+		closing := len(arg) > 0 && arg[len(arg)-1] == '"'
+		if equals < 0 {
+			if quoted && closing {
+				arg = arg[:len(arg)-1]
+			}
+			args = append(args, arg)
+			continue
+		}
+		name, val := arg[:equals-start], arg[equals-start+1:]
+		if strings.HasPrefix(val, `"`) {
+			val = val[1:]
+			if closing && len(val) > 0 {
+				val = val[:len(val)-1]
+				closing = false
+			}
+		}
+		if quoted && closing && len(val) > 0 {
+			val = val[:len(val)-1]
+		}
+		args = append(args, name+"="+val)
 	}
 	return args
 }
