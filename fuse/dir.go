@@ -178,8 +178,8 @@ func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([
 		} else if len(st.rest) > 0 && cookie != 0 && cookie == st.restAt {
 			for len(st.rest) > 0 {
 				b := batch[:min(len(st.rest), len(batch))]
-				for i, e := range st.rest[:len(b)] {
-					b[i] = vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)}
+				for i := range b {
+					setDirent(&b[i], &st.rest[i])
 				}
 				n := emit(b)
 				if n > 0 {
@@ -242,6 +242,9 @@ func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([
 				if emit(batch[:1]) == 0 {
 					stopped = true
 				}
+				// The plain entries that may follow in batch[0] carry no
+				// Entry (vfs clears it too, but emit need not be vfs's).
+				batch[0].Entry = nil
 				cookie = int64(e.Off)
 			}
 			if stopped {
@@ -279,12 +282,14 @@ func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([
 			next = fs.conn.startReaddir(ctx, f.ino.nodeid, in, st.nextSize(maxIO))
 		}
 		for off, at := 0, 0; off < len(rep.p); {
-			b := batch[:0]
-			for off < len(rep.p) && len(b) < len(batch) {
+			k := 0
+			for off < len(rep.p) && k < len(batch) {
 				var e Dirent
 				e, off, at = rep.direntAt(off, at)
-				b = append(b, vfs.Dirent{Name: e.Name, Ino: e.Ino, Type: uint8(e.Type), Next: int64(e.Off)})
+				setDirent(&batch[k], &e)
+				k++
 			}
+			b := batch[:k]
 			n := emit(b)
 			if n > 0 {
 				cookie = b[n-1].Next
@@ -319,6 +324,19 @@ func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([
 		rep.free()
 		ahead = true
 	}
+}
+
+// setDirent makes d the plain entry e, field by field: while the garbage
+// collector marks, storing a whole vfs.Dirent (two pointer words) goes
+// through a bulk write barrier (runtime.wbMove) that cost a guest about 9%
+// of a 5000-entry listing's time, where a store of the name's pointer
+// takes the ordinary barrier only. d.Entry is nil already: plain entries
+// never set it and READDIRPLUS entries leave it nil behind them.
+func setDirent(d *vfs.Dirent, e *Dirent) {
+	d.Name = e.Name
+	d.Ino = e.Ino
+	d.Type = uint8(e.Type)
+	d.Next = int64(e.Off)
 }
 
 // nextSize returns the size of the next plain READDIR.
