@@ -337,3 +337,41 @@ func TestMixedTargets(t *testing.T) {
 		t.Errorf("target 1 = %+v", g)
 	}
 }
+
+// TestMissedTargetsTable checks the report's table of missed targets: the figure each missed
+// goal asks for, the govirtiofs figure, and the host clients' figures with the goal's over
+// theirs; met goals and the round-trip goal stay out of it.
+func TestMissedTargetsTable(t *testing.T) {
+	var recs []Record
+	add := func(w, c, unit string, v float64) {
+		recs = append(recs, Record{Workload: w, Client: c, Unit: unit, Value: v, Round: 1})
+	}
+	add("readdir", Client9PLoose, UnitEntries, 100000)
+	add("readdir", ClientGovirtiofsAuto, UnitEntries, 700000)
+	add("readdir", ClientKernelVirtiofs, UnitEntries, 60000)
+	add("readdir", ClientHostVhostuser, UnitEntries, 800000)
+	add("readdir", ClientHostOS, UnitEntries, 740000)
+	add("create", Client9PLoose, UnitOps, 100)
+	add("create", ClientGovirtiofsAlways, UnitOps, 1500)
+	add("mixed", Client9PLoose, UnitOps, 500)
+	add("mixed", ClientGovirtiofsAuto, UnitOps, 4000)
+	md := string((&Report{Medians: Aggregate(recs), Sizes: QuickSizes(), Rounds: 1}).Markdown())
+	for _, want := range []string{
+		"Missed targets against the host's own clients",
+		"| workload | goal | needed | govirtiofs | host-vhostuser | host-os |",
+		"| readdir | metadata >= 10x best 9p | 1000000 | 700000 | 800000 (1.25x) | 740000 (1.35x) |",
+		"| mixed | metadata >= 10x best 9p | 5000 | 4000 | - | - |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "| create | metadata >= 10x best 9p | 1000 |") || strings.Contains(md, "| readdir | metadata >= 3x kernel virtiofs | 180000") {
+		t.Errorf("a met target is among the missed:\n%s", md)
+	}
+	// Nothing missed: no table.
+	md = string((&Report{Medians: Aggregate(recs[5:7]), Sizes: QuickSizes(), Rounds: 1}).Markdown())
+	if strings.Contains(md, "Missed targets") {
+		t.Errorf("table of missed targets without a missed target:\n%s", md)
+	}
+}
