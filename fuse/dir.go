@@ -328,9 +328,9 @@ func (f *fileHandle) ReadDirBatch(ctx context.Context, cookie int64, emit func([
 
 // setDirent makes d the plain entry e, field by field: while the garbage
 // collector marks, storing a whole vfs.Dirent (two pointer words) goes
-// through a bulk write barrier (runtime.wbMove) that cost a guest about 9%
-// of a 5000-entry listing's time, where a store of the name's pointer
-// takes the ordinary barrier only. d.Entry is nil already: plain entries
+// through a bulk write barrier (runtime.wbMove), 9% of a guest's CPU
+// profile of 400 listings of 5000 entries, where a store of the name's
+// pointer takes the ordinary barrier only. d.Entry is nil already: plain entries
 // never set it and READDIRPLUS entries leave it nil behind them.
 func setDirent(d *vfs.Dirent, e *Dirent) {
 	d.Name = e.Name
