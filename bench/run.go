@@ -114,7 +114,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 				c := cfg.Clients[(i+r-1)%n]
 				rec := Record{Workload: w.Name, Client: c.Name, Unit: w.Unit, Round: r}
 				env := &Env{Sizes: cfg.Sizes, Prefix: fmt.Sprintf("%s-r%d-%s", c.Name, r, w.Name), Set: SetDir(r, w.Name)}
-				env.prepare() // outside the clock
+				env.names() // outside the clock
+				if w.Inputs != nil {
+					w.Inputs(env)
+				}
 				v, d, err := measure(ctx, c, w, env, cfg.Timed, cfg.MinWarmTime, rec)
 				if ctx.Err() != nil {
 					return ctx.Err()

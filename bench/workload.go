@@ -41,8 +41,8 @@ type Env struct {
 
 	small []string // smallName(Set, i) for every small file; see names
 
-	// Made by prepare, outside the clock: what seqwrite writes (IOSize bytes), what create
-	// writes into each file, and the names create uses.
+	// Made by the workloads' Inputs, outside the clock: what seqwrite writes (IOSize bytes),
+	// what create writes into each file, and the names create uses.
 	bigData, smallData []byte
 	creates            []string
 	// Per mixed goroutine: the files it creates and its pread offsets.
@@ -75,13 +75,15 @@ func pattern(n int, seed uint64) []byte {
 	return b
 }
 
-// prepare makes the inputs of every workload before its clock starts, so that generating data
-// and formatting names is no part of a measured operation (for every client alike): filling
-// seqwrite's 1 MiB buffer took tens of milliseconds under TCG, which a 64 MiB write at
-// 1.5 GB/s would have carried on top of its 40.
-func (e *Env) prepare() {
-	e.names()
-	e.bigData = pattern(e.Sizes.IOSize, 7)
+// The inputs of the workloads that need more than the small files' names, each made before the
+// clock starts (Workload.Inputs), so that generating data and formatting names is no part of a
+// measured operation (for every client alike): filling seqwrite's 1 MiB buffer took tens of
+// milliseconds under TCG, which a 64 MiB write at 1.5 GB/s would have carried on top of its 40.
+// Each makes what is missing only, so that Run may call it again when it runs on its own (tests).
+
+func seqWriteInputs(e *Env) { e.bigData = pattern(e.Sizes.IOSize, 7) }
+
+func createInputs(e *Env) {
 	e.smallData = pattern(e.Sizes.SmallFileSize, 9)
 	if len(e.creates) != e.Sizes.CreateFiles {
 		e.creates = make([]string, e.Sizes.CreateFiles)
@@ -89,6 +91,9 @@ func (e *Env) prepare() {
 			e.creates[i] = e.scratch("c%05d", i)
 		}
 	}
+}
+
+func mixedInputs(e *Env) {
 	if len(e.mixedCreates) != e.Sizes.MixedWorkers {
 		e.mixedCreates = make([][]string, e.Sizes.MixedWorkers)
 		e.mixedOffs = make([][]int64, e.Sizes.MixedWorkers)
@@ -139,6 +144,9 @@ type Workload struct {
 	// Errors: the first failing file operation, or a short read (content that is not what
 	// Prepare wrote).
 	Run func(ctx context.Context, fsys FS, env *Env) (float64, error)
+	// Inputs, if set, makes what Run needs besides the small files' names (Env.names) into
+	// env; the runner calls it before the clock starts.
+	Inputs func(env *Env)
 	// Cleanup, if set, removes what Run left behind; it runs after the clock stopped.
 	//
 	// Errors: the failing file operation.
@@ -158,15 +166,15 @@ func Workloads() []Workload {
 			Desc: "sequential read of big, IOSize at a time, client caches dropped"},
 		{Name: "seqread-warm", Uses: UsesBig, Unit: UnitMBs, Kind: "data", Warm: true, Run: seqRead,
 			Desc: "sequential read of big, after one unmeasured pass"},
-		{Name: "seqwrite", Unit: UnitMBs, Kind: "data", Run: seqWrite, Cleanup: removeWritten,
+		{Name: "seqwrite", Unit: UnitMBs, Kind: "data", Run: seqWrite, Inputs: seqWriteInputs, Cleanup: removeWritten,
 			Desc: "create, write BigFileSize bytes IOSize at a time, close (no fsync)"},
 		{Name: "randread", Uses: UsesBig, Unit: UnitOps, Kind: "data", Run: randRead,
 			Desc: "4 KiB pread at random aligned offsets of big"},
 		{Name: "readdir", Uses: UsesDir, Unit: UnitEntries, Kind: "metadata", Run: readDir,
 			Desc: "ReadDir of a directory of DirEntries files, counted per entry"},
-		{Name: "create", Unit: UnitOps, Kind: "metadata", Run: createUnlink,
+		{Name: "create", Unit: UnitOps, Kind: "metadata", Run: createUnlink, Inputs: createInputs,
 			Desc: "create, write 4 KiB, close, unlink"},
-		{Name: "mixed", Uses: UsesSmall | UsesBig, Unit: UnitOps, Kind: "mixed", Run: mixed,
+		{Name: "mixed", Uses: UsesSmall | UsesBig, Unit: UnitOps, Kind: "mixed", Run: mixed, Inputs: mixedInputs,
 			Desc: "MixedWorkers goroutines cycling stat, open+read+close, 4 KiB pread, create+write+close+unlink"},
 		{Name: "getattr", Uses: UsesSmall, Unit: UnitOps, Kind: "roundtrip", Run: getattr,
 			Desc: "fstat of one open small file, RoundTrips times, each timed (p50 and p90 per operation); " +
@@ -268,7 +276,7 @@ func seqWrite(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	env.prepare() // made already unless called on its own (tests)
+	seqWriteInputs(env) // made already unless called on its own (tests)
 	buf := env.bigData
 	var total int64
 	for total < env.Sizes.BigFileSize {
@@ -365,7 +373,7 @@ func createOne(fsys FS, name string, data []byte) error {
 }
 
 func createUnlink(ctx context.Context, fsys FS, env *Env) (float64, error) {
-	env.prepare()
+	createInputs(env)
 	data := env.smallData
 	for _, name := range env.creates {
 		if err := ctx.Err(); err != nil {
@@ -383,7 +391,8 @@ func createUnlink(ctx context.Context, fsys FS, env *Env) (float64, error) {
 // goroutine's own), create+write+close+unlink of a file of the goroutine's own.
 func mixed(ctx context.Context, fsys FS, env *Env) (float64, error) {
 	s := env.Sizes
-	env.prepare() // built before the goroutines share it
+	env.names() // built before the goroutines share them
+	mixedInputs(env)
 	var ops atomic.Int64
 	errs := make([]error, s.MixedWorkers)
 	var wg sync.WaitGroup

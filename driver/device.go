@@ -100,9 +100,10 @@ type Options struct {
 	// into the chain likewise). A buffer that does not resolve, or whose
 	// runs would take more than half a queue's descriptors, is copied as
 	// usual. A device that lies about a reply's length may have written
-	// the whole reply buffer, not just what it claims, as with Linux. Only for a device that reaches all of guest memory (PCI or
-	// MMIO in a guest, never vhost-user), and only in a process whose
-	// pages stay put (dmamem.LockProcess). A queue of 1024 takes a
+	// the whole reply buffer, not just what it claims, as with Linux.
+	// Only for a device that reaches all of guest memory (PCI or MMIO in
+	// a guest, never vhost-user), and only in a process whose pages stay
+	// put (dmamem.LockProcess). A queue of 1024 takes a
 	// 1 MiB WRITE of scattered 4 KiB pages.
 	UserPages PageResolver
 }

@@ -330,14 +330,21 @@ type DirBatchReader interface {
 //
 // Errors: EBADF, ENOTDIR, and the implementation's errors.
 func (fd *FileDescription) ReadDir(ctx context.Context, emit func(Dirent) bool) error {
-	return fd.ReadDirBatch(ctx, func(b []Dirent) int {
+	return fd.ReadDirBatch(ctx, EachDirent(emit))
+}
+
+// EachDirent turns emit, which takes one entry at a time, into a batch
+// emit for ReadDirBatch: it hands a batch's entries to emit in order and
+// returns how many emit took before the first it refused.
+func EachDirent(emit func(Dirent) bool) func([]Dirent) int {
+	return func(b []Dirent) int {
 		for i := range b {
 			if !emit(b[i]) {
 				return i
 			}
 		}
 		return len(b)
-	})
+	}
 }
 
 // ReadDirBatch is ReadDir with the entries handed to emit in batches, in
