@@ -9,7 +9,7 @@ import (
 // would, stopping at the first missing page or at the end-of-file page.
 func cacheContents(c *pageCache) (data []byte, eofKnown bool) {
 	for idx := int64(0); ; idx++ {
-		p, ok := c.pages[idx]
+		p, ok := c.pages.get(idx)
 		if !ok {
 			return data, false
 		}
@@ -68,7 +68,7 @@ func TestPageCache(t *testing.T) {
 				t.Errorf("cache holds %d bytes (end known %v), want %d (%v)", len(got), eof, len(tt.want), tt.wantEOF)
 			}
 			short := 0
-			for _, p := range c.pages {
+			for _, p := range c.pages.all() {
 				if len(p) < pageSize {
 					short++
 				}
@@ -138,7 +138,7 @@ func TestPagePool(t *testing.T) {
 		ino.mu.Unlock()
 		return buf
 	}
-	cached := func(ino *inode) int { return len(ino.cache.pages) }
+	cached := func(ino *inode) int { return ino.cache.pages.len() }
 	a := fill(inos[0], 0, 4)
 	fill(inos[1], 0, 4)
 	if got := p.bytes.Load(); got != 8*pageSize {
@@ -171,7 +171,7 @@ func TestPagePool(t *testing.T) {
 		t.Errorf("streaming: inodes 0 and 1 hold %d and %d pages; want 0 and 8", cached(inos[0]), cached(inos[1]))
 	}
 	for idx := int64(32); idx < 40; idx++ {
-		if p := inos[1].cache.pages[idx]; len(p) != pageSize || p[0] != byte(idx-idx%4)+byte(idx%4) {
+		if p, _ := inos[1].cache.pages.get(idx); len(p) != pageSize || p[0] != byte(idx-idx%4)+byte(idx%4) {
 			t.Errorf("page %d: %d bytes, first %v", idx, len(p), p[:min(1, len(p))])
 		}
 	}
@@ -181,5 +181,56 @@ func TestPagePool(t *testing.T) {
 	inos[1].mu.Unlock()
 	if p.bytes.Load() != 0 || p.n != 0 || p.freeBytes > p.freeMax {
 		t.Errorf("after invalidation: bytes %d, %d listed, %d free (max %d)", p.bytes.Load(), p.n, p.freeBytes, p.freeMax)
+	}
+}
+
+// TestPagePoolSinglePages checks single pages: carved from slabs, each its
+// own page (a write to one leaves its neighbours alone, and its capacity
+// ends at the page), and all kept on the free list when evicted, past
+// freeMax, so that no slab is held alive by pages nobody can reuse.
+func TestPagePoolSinglePages(t *testing.T) {
+	var p pagePool
+	const n = 2*slabPages + 3
+	p.init(n * pageSize)
+	p.freeMax = pageSize // far below what the invalidation below frees
+	ino := &inode{}
+	ino.cache.init()
+	ino.cache.ino, ino.cache.pool = ino, &p
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = p.get(1)
+		if len(bufs[i]) != pageSize || cap(bufs[i]) != pageSize {
+			t.Fatalf("page %d: len %d cap %d, want %d", i, len(bufs[i]), cap(bufs[i]), pageSize)
+		}
+		for j := range bufs[i] {
+			bufs[i][j] = byte(i)
+		}
+	}
+	for i, b := range bufs {
+		if b[0] != byte(i) || b[pageSize-1] != byte(i) {
+			t.Fatalf("page %d was overwritten by another", i)
+		}
+	}
+	ino.mu.Lock()
+	for i, b := range bufs {
+		ino.cache.fillLocked(int64(2*i), b, pageSize, pageSize) // apart: no page follows another
+	}
+	ino.cache.invalidateLocked()
+	ino.mu.Unlock()
+	if len(p.free[0]) != n || p.freeBytes != 0 {
+		t.Fatalf("after invalidation %d single pages free (freeBytes %d), want all %d (0)", len(p.free[0]), p.freeBytes, n)
+	}
+	// The next gets reuse them before carving a new slab.
+	seen := make(map[*byte]bool, n)
+	for _, b := range bufs {
+		seen[&b[0]] = true
+	}
+	for i := range n {
+		if b := p.get(1); !seen[&b[0]] {
+			t.Fatalf("get %d after invalidation returned a new page, not a freed one", i)
+		}
+	}
+	if b := p.get(1); seen[&b[0]] {
+		t.Fatal("a freed page was handed out twice")
 	}
 }

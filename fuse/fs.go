@@ -481,6 +481,12 @@ func (fs *Filesystem) Release(i vfs.Inode) {
 		delete(fs.stale, ino)
 	}
 	fs.mu.Unlock()
+	// Nothing can read the pages of an inode nobody references: they go
+	// back to the pool now (Linux drops an evicted inode's page cache),
+	// not when the LRU scan reaches them.
+	ino.mu.Lock()
+	ino.cache.invalidateLocked()
+	ino.mu.Unlock()
 	if n > 0 {
 		fs.forgets.add(ino.nodeid, n)
 	}

@@ -804,3 +804,36 @@ func TestFSStreamingReadAuto(t *testing.T) {
 	fd.Close(ctx)
 	v.Close(ctx)
 }
+
+// TestFSReleaseDropsPages: once vfs lets go of an inode, its cached pages
+// go back to the pool at once.
+func TestFSReleaseDropsPages(t *testing.T) {
+	ctx := context.Background()
+	f := newFSFake(t, 32)
+	data := fsPattern(3*4096, 5)
+	f.nodes["a"] = &fakeNode{nodeid: 5, mode: fuse.ModeReg | 0o644, data: data}
+	fs := f.mount(t, fuse.FSOptions{Cache: fuse.CacheAlways, ForgetDelay: time.Hour})
+	e, err := fs.Lookup(ctx, nil, fs.Root(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := fs.Open(ctx, nil, e.Inode, unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(data))
+	if n, err := fd.Read(ctx, buf, 0); n != len(data) || err != nil || !bytes.Equal(buf, data) {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	fd.Release(ctx)
+	if err := fs.FlushForgets(ctx); err != nil { // waits for the RELEASE, which holds the inode
+		t.Fatal(err)
+	}
+	if c := fs.Stats().CachedBytes; c < int64(len(data)) {
+		t.Fatalf("after a read of %d bytes the cache holds %d", len(data), c)
+	}
+	fs.Release(e.Inode)
+	if c := fs.Stats().CachedBytes; c != 0 {
+		t.Errorf("after the inode's last reference went the cache holds %d bytes", c)
+	}
+}

@@ -13,7 +13,12 @@
 //     the page faults, allocations and garbage collections, and each
 //     opcode's round trips and their time as the driver times them
 //     (Options.OnRoundTrip: publish to reply seen, which under one vCPU
-//     includes waiting for the client to poll).
+//     includes waiting for the client to poll);
+//   - cold: for each directory named by -cold, one pass of -coldop (stat,
+//     or open+read+close) over its -files files, which this client has
+//     never looked up: the rate, and per operation the same figures as for
+//     the listings, so that the client's CPU shows as the time not spent
+//     in round trips (the bench's stat-cold and open-read-close).
 //
 // The host prepares the share (the stat files and the directories). Each
 // result line is "metabench: NAME RATE UNIT". With -cpuprofile NAME it
@@ -46,15 +51,17 @@ func main() {
 	rounds := flag.Int("rounds", 5, "measured stat passes")
 	dirs := flag.String("dirs", "", "comma-separated directories to list")
 	listings := flag.Int("listings", 1, "listings of each directory in -dirs")
+	cold := flag.String("cold", "", "comma-separated directories for one cold pass each")
+	coldOp := flag.String("coldop", "stat", "the cold pass's operation: stat or orc (open+read+close)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this `name` on the share")
 	flag.Parse()
-	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *profile); err != nil {
+	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile); err != nil {
 		fmt.Fprintf(os.Stderr, "metabench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, profile string) error {
+func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string) error {
 	mode, err := govirtiofs.ParseCacheMode(cache)
 	if err != nil {
 		return err
@@ -65,7 +72,7 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 	var rtSum [64]time.Duration
 	var rtN [64]int
 	opts := govirtiofs.Options{Cache: mode}
-	if listings > 1 {
+	if listings > 1 || cold != "" {
 		opts.OnRoundTrip = func(op uint32, d time.Duration) {
 			if op < 64 {
 				rtMu.Lock()
@@ -90,7 +97,11 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 	for i := range names {
 		names[i] = fmt.Sprintf("%s/f%05d", statDir, i)
 	}
-	if files > 0 {
+	if cold != "" {
+		if err := coldPasses(fsys, strings.Split(cold, ","), coldOp, files, &rtMu, &rtSum, &rtN); err != nil {
+			return err
+		}
+	} else if files > 0 {
 		for _, n := range names {
 			if _, err := fsys.Stat(n); err != nil {
 				return err
@@ -154,6 +165,72 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 		if err := fsys.WriteFile(profile, prof.Bytes(), 0o644); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// coldPasses makes one pass of op over the files of each of dirs, each
+// directory new to fsys, and prints per operation its time, faults,
+// allocations and each opcode's round trips (rtSum and rtN, which
+// OnRoundTrip fills under rtMu).
+func coldPasses(fsys *govirtiofs.FS, dirs []string, op string, files int, rtMu *sync.Mutex, rtSum *[64]time.Duration, rtN *[64]int) error {
+	buf := make([]byte, 1<<16)
+	one := func(name string) error {
+		switch op {
+		case "stat":
+			_, err := fsys.Stat(name)
+			return err
+		case "orc":
+			f, err := fsys.Open(name)
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := f.Read(buf); err != nil {
+					break
+				}
+			}
+			return f.Close()
+		}
+		return fmt.Errorf("unknown -coldop %q", op)
+	}
+	for _, dir := range dirs {
+		names := make([]string, files)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s/f%05d", dir, i)
+		}
+		var ru0, ru1 syscall.Rusage
+		var ms0, ms1 runtime.MemStats
+		rtMu.Lock()
+		*rtSum, *rtN = [64]time.Duration{}, [64]int{}
+		rtMu.Unlock()
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		runtime.ReadMemStats(&ms0)
+		t0 := time.Now()
+		for _, n := range names {
+			if err := one(n); err != nil {
+				return err
+			}
+		}
+		d := time.Since(t0)
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		runtime.ReadMemStats(&ms1)
+		k := float64(files)
+		var rt time.Duration
+		rtMu.Lock()
+		var ops []string
+		for o := range rtN {
+			if rtN[o] > 0 {
+				rt += rtSum[o]
+				ops = append(ops, fmt.Sprintf("op%d %.2fx %.1fus", o, float64(rtN[o])/k, float64(rtSum[o].Nanoseconds())/1e3/float64(rtN[o])))
+			}
+		}
+		rtMu.Unlock()
+		per := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / 1e3 / k }
+		fmt.Printf("metabench: cold-%s[%s] %.0f ops/s: per op %.1f us, round trips %.1f us, rest %.1f us; %.2f faults, %.0f bytes, %.1f mallocs, %.3f GCs; %s\n",
+			op, dir, k/d.Seconds(), per(d), per(rt), per(d-rt),
+			float64(ru1.Minflt-ru0.Minflt)/k, float64(ms1.TotalAlloc-ms0.TotalAlloc)/k, float64(ms1.Mallocs-ms0.Mallocs)/k, float64(ms1.NumGC-ms0.NumGC)/k,
+			strings.Join(ops, ", "))
 	}
 	return nil
 }
