@@ -133,20 +133,24 @@ const DefaultSpin = time.Millisecond
 // Device is a virtio-fs device brought up by New. It implements
 // fuse.Sender; its methods are safe for concurrent use.
 type Device struct {
-	t        virtio.Transport            // immutable
-	log      *slog.Logger                // immutable
-	tag      string                      // immutable
-	features uint64                      // immutable: negotiated
-	hiprio   *queue                      // immutable
-	reqs     []*queue                    // immutable: the request queues
-	pool     *pool                       // immutable
-	limits   fuse.Limits                 // immutable
-	maxBuf   int                         // immutable: the largest request or reply
-	window   []byte                      // immutable: the DAX window, or nil
-	spin     time.Duration               // immutable: Options.Spin resolved; <= 0: never spin
-	timeout  time.Duration               // immutable: Options.RequestTimeout; <= 0: none
-	onRT     func(uint32, time.Duration) // immutable: Options.OnRoundTrip
-	epoch    time.Time                   // immutable: the origin of queue.nextCheck
+	t        virtio.Transport // immutable
+	log      *slog.Logger     // immutable
+	tag      string           // immutable
+	features uint64           // immutable: negotiated
+	hiprio   *queue           // immutable
+	reqs     []*queue         // immutable: the request queues
+	pool     *pool            // immutable
+	limits   fuse.Limits      // immutable
+	maxBuf   int              // immutable: the largest request or reply
+	window   []byte           // immutable: the DAX window, or nil
+	spin     time.Duration    // immutable: Options.Spin resolved; <= 0: never spin
+	// lazyDelay is how long a chain from Send may wait for a notification
+	// of the queue's next request (lazyDelay; tests change it before the
+	// first Send).
+	lazyDelay time.Duration
+	timeout   time.Duration               // immutable: Options.RequestTimeout; <= 0: none
+	onRT      func(uint32, time.Duration) // immutable: Options.OnRoundTrip
+	epoch     time.Time                   // immutable: the origin of queue.nextCheck
 
 	userPages  PageResolver  // immutable: Options.UserPages
 	zeroCopies atomic.Uint64 // requests whose data the device read in place
@@ -279,6 +283,7 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		userPages: opts.UserPages,
 	}
 	d.callbacks.kick = make(chan struct{}, 1)
+	d.lazyDelay = lazyDelay
 	if d.spin == 0 {
 		d.spin = DefaultSpin
 	}
@@ -507,6 +512,7 @@ func (d *Device) drain(queues []*queue) {
 		for _, q := range queues {
 			if q.inflight.Load() > 0 && !q.corrupt.Load() {
 				busy += int(q.inflight.Load())
+				q.notifyLazy()
 				q.wake()
 			}
 		}

@@ -42,6 +42,14 @@ type queue struct {
 	// it any more.
 	corrupt atomic.Bool
 
+	// unnotified is set while a chain from Send may be published without
+	// a notification (see Device.Send): the next notification on the
+	// queue, notifyLazy or drain's, covers it. lazyArmed says lazyTimer
+	// is set to run flushLazy.
+	unnotified atomic.Bool
+	lazyArmed  atomic.Bool
+	lazyTimer  *time.Timer // immutable
+
 	// stopMu's read side is held while the used ring is read; supervise
 	// takes the write side and sets stopped before the rings go back to
 	// the memory.
@@ -59,7 +67,61 @@ type queue struct {
 }
 
 func newQueue(d *Device, index int, vq *virtio.Queue) *queue {
-	return &queue{d: d, index: index, vq: vq, kick: make(chan struct{}, 1)}
+	q := &queue{d: d, index: index, vq: vq, kick: make(chan struct{}, 1)}
+	q.lazyTimer = time.AfterFunc(time.Hour, q.flushLazy)
+	q.lazyTimer.Stop()
+	return q
+}
+
+// lazyDelay is how long a chain from Send may wait for a notification of
+// the queue's next request before flushLazy sends one (Device.lazyDelay).
+const lazyDelay = asyncPoll
+
+// deferNotify leaves the notification of a chain just published by Send
+// (if notify: the device did not suppress it) to the queue's next
+// request, or to flushLazy after lazyDelay, which also wakes the completion
+// goroutine for the reply.
+func (q *queue) deferNotify(notify bool) {
+	if notify {
+		q.unnotified.Store(true)
+	}
+	if !q.lazyArmed.Swap(true) {
+		q.lazyTimer.Reset(q.d.lazyDelay)
+	}
+}
+
+// notify notifies the device of the chains published so far.
+func (q *queue) notify(op uint32, unique uint64) {
+	q.unnotified.Store(false) // before: a chain published later sets it again
+	if err := q.d.t.Notify(q.index); err != nil {
+		// The chain is published; if the device is gone, supervise
+		// fails the request.
+		q.d.log.Warn("virtio-fs: notify failed", "queue", q.index, "opcode", op, "unique", unique, "err", err)
+	}
+}
+
+// notifyLazy notifies the device if a chain from Send is still waiting for
+// a notification.
+func (q *queue) notifyLazy() {
+	if q.unnotified.Load() {
+		q.notify(0, 0)
+	}
+}
+
+// flushLazy runs lazyDelay after a Send that left its notification to
+// the next request: it sends the notification if none was sent since, and
+// wakes the completion goroutine to poll for the reply if nobody spins.
+func (q *queue) flushLazy() {
+	q.lazyArmed.Store(false)
+	if q.d.enter() != nil {
+		return // the device is dead: supervise fails what is in flight
+	}
+	defer q.d.exit()
+	if q.d.closed {
+		return
+	}
+	q.notifyLazy()
+	q.wake()
 }
 
 // add registers r as held by the device, before its chain is published.

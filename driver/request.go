@@ -252,12 +252,11 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		r.release()
 		return mapErr(err)
 	}
-	if notify {
-		if err := d.t.Notify(q.index); err != nil {
-			// The chain is published; if the device is gone,
-			// supervise fails the request.
-			d.log.Warn("virtio-fs: notify failed", "queue", q.index, "opcode", op, "unique", unique, "err", err)
-		}
+	switch {
+	case async:
+		q.deferNotify(notify)
+	case notify:
+		q.notify(op, unique)
 	}
 	return nil
 }
@@ -345,11 +344,16 @@ func (d *Device) publish(ctx context.Context, r *request) error {
 // Send implements fuse.AsyncSender.Send, as Linux fuse_simple_background
 // hands a request to virtio_fs_wake_pending_and_unlock without waiting:
 // the request goes out as in RoundTrip, Send returns once its chain is
-// published and the device notified, and nobody spins for the reply.
+// published, and nobody spins for the reply. The device is not notified
+// at once: the next request on the queue notifies it of both, and if none
+// comes within lazyDelay the queue's timer does (a RELEASE after a close
+// is followed by the program's next request far more often than not, and
+// an MMIO notification costs about 10 us under TCG; so did waking the
+// completion goroutine for a reply the next caller harvests anyway).
 // Whoever polls the queue next (a caller spinning for its own reply, or
-// the queue's completion goroutine, which sleep-polls every asyncPoll while
-// only such requests are in flight) harvests the reply and checks it as
-// RoundTrip does; the device's callback goroutine then copies it into out,
+// the queue's completion goroutine, which that timer wakes and which then
+// sleep-polls every asyncPoll while only such requests are in flight)
+// harvests the reply and checks it as RoundTrip does; the device's callback goroutine then copies it into out,
 // returns the buffers to the pool and calls done(n, err), with n and err
 // as RoundTrip would have returned them. A device that dies or is closed
 // completes them with ENOTCONN (Close first waits, bounded, for their
@@ -377,13 +381,11 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 	// hands r to the callback goroutine.
 	r.cb, r.cbOut = done, out
 	r.refs.Add(1) // the callback's hold, let go by r.callback
-	q := r.q
 	if err := d.publish(ctx, r); err != nil {
 		r.release() // the callback's: it never runs
 		return err
 	}
 	r.release() // Send's own
-	q.wake()    // nobody spins for it: the completion goroutine sleep-polls
 	return nil
 }
 

@@ -297,3 +297,61 @@ func waitSenders(t *testing.T, d *Device, n int32) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSendNotifiesLazily: a Send leaves its notification to the next
+// request on the queue, which notifies the device of both; a Send with
+// nothing after it is notified by the queue's timer; and Close notifies
+// the device of a Send still waiting, and drains its reply.
+func TestSendNotifiesLazily(t *testing.T) {
+	t.Run("next request", func(t *testing.T) {
+		d, tr := newTestDevice(t, virtiotest.Config{Handler: echo}, Options{})
+		d.lazyDelay = time.Hour
+		c := sendOne(t, d, inHeader(opRelease, 2, 1, nil), [][]byte{make([]byte, 64)})
+		if n := tr.Notifies(1); n != 0 {
+			t.Fatalf("Send notified the device at once (%d notifications)", n)
+		}
+		if _, err := d.RoundTrip(context.Background(), [][]byte{inHeader(opGetattr, 4, 1, nil)}, [][]byte{make([]byte, 64)}); err != nil {
+			t.Fatalf("RoundTrip: %v", err)
+		}
+		if got := await(t, c); got.err != nil {
+			t.Fatalf("Send's done(%d, %v)", got.n, got.err)
+		}
+		if n := tr.Notifies(1); n != 1 {
+			t.Errorf("%d notifications for a Send and a RoundTrip, want 1", n)
+		}
+	})
+	t.Run("timer", func(t *testing.T) {
+		d, tr := newTestDevice(t, virtiotest.Config{Handler: echo}, Options{})
+		d.lazyDelay = 5 * time.Millisecond
+		start := time.Now()
+		if got := await(t, sendOne(t, d, inHeader(opRelease, 2, 1, nil), [][]byte{make([]byte, 64)})); got.err != nil {
+			t.Fatalf("done(%d, %v)", got.n, got.err)
+		}
+		if el := time.Since(start); el < d.lazyDelay {
+			t.Errorf("done after %v, before the timer's %v", el, d.lazyDelay)
+		}
+		if n := tr.Notifies(1); n != 1 {
+			t.Errorf("%d notifications, want the timer's 1", n)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		tr := virtiotest.NewTransport(fsConfig(virtiotest.Config{Handler: echo}))
+		d, err := New(context.Background(), tr, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.lazyDelay = time.Hour
+		c := sendOne(t, d, inHeader(opRelease, 2, 1, nil), [][]byte{make([]byte, 64)})
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		select {
+		case got := <-c:
+			if got.err != nil || got.n != fuseOutHeaderLen {
+				t.Errorf("done(%d, %v), want done(%d, nil): Close did not notify and drain", got.n, got.err, fuseOutHeaderLen)
+			}
+		default:
+			t.Error("Close returned before the Send's done ran")
+		}
+	})
+}
