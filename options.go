@@ -139,7 +139,10 @@ type Options struct {
 	// dropped and read again when needed. 0 means an eighth of the
 	// machine's memory, between 32 MiB and 1 GiB
 	// (fuse.DefaultPageCacheSize). Data written but not yet written back
-	// (Writeback) is not counted: it is bounded separately.
+	// (Writeback) is not counted: it is bounded separately. The memory
+	// behind the cache can reach about twice PageCacheSize: single pages
+	// (small files, random reads) are carved from larger allocations and
+	// kept for reuse once dropped.
 	PageCacheSize int64
 	// UID and GID are the credentials every request carries in its FUSE
 	// header; the server creates files with them and checks permissions

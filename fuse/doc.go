@@ -70,7 +70,8 @@
 //     Clean pages are bounded by PageCacheSize: before a READ for the
 //     cache, the oldest READ buffers of the least recently used inodes
 //     (second chance for ones read since) are evicted, and the next READ
-//     reuses them from a small free list.
+//     reuses them from a small free list (single pages, carved from
+//     slabs, are all kept there).
 //     Writes go through to the server and into the cached pages, unless
 //     writeback (writeback.go, FUSE_WRITEBACK_CACHE) buffers them as dirty
 //     ranges written back on Flush, Sync, lseek, truncation or past

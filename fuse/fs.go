@@ -72,7 +72,8 @@ type FSOptions struct {
 	// PageCacheSize bounds the clean cached file data of the whole
 	// filesystem, in bytes (dirty data is bounded by WritebackLimit);
 	// past it the pages of the least recently used files are dropped
-	// and re-read on demand. 0 means DefaultPageCacheSize().
+	// and re-read on demand. 0 means DefaultPageCacheSize(). The memory
+	// behind it can reach about twice that (see pagePool).
 	PageCacheSize int64
 	// ForgetBatch is how many (nodeid, nlookup) pairs the forget batcher
 	// collects before sending them at once; 0 means as many as fit one
