@@ -54,14 +54,15 @@ func main() {
 	cold := flag.String("cold", "", "comma-separated directories for one cold pass each")
 	coldOp := flag.String("coldop", "stat", "the cold pass's operation: stat or orc (open+read+close)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this `name` on the share")
+	dentries := flag.Int("dentries", 0, "Options.DentryCacheSize (0: the default)")
 	flag.Parse()
-	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile); err != nil {
+	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile, *dentries); err != nil {
 		fmt.Fprintf(os.Stderr, "metabench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string) error {
+func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string, dentries int) error {
 	mode, err := govirtiofs.ParseCacheMode(cache)
 	if err != nil {
 		return err
@@ -71,7 +72,7 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 	var rtMu sync.Mutex
 	var rtSum [64]time.Duration
 	var rtN [64]int
-	opts := govirtiofs.Options{Cache: mode}
+	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: dentries}
 	if listings > 1 || cold != "" {
 		opts.OnRoundTrip = func(op uint32, d time.Duration) {
 			if op < 64 {
