@@ -38,6 +38,7 @@ const (
 	fuseOutHeaderLen      = 16
 	fuseUniqueOff         = 8 // unique is at bytes 8..16 of both headers
 	fuseInHeaderOpcodeOff = 4
+	fuseRelease           = 18 // FUSE_RELEASE
 	fuseDestroy           = 38 // FUSE_DESTROY
 )
 

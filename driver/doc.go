@@ -37,10 +37,11 @@
 // # Requests nobody waits for
 //
 // Send (fuse.AsyncSender) publishes a request whose reply nobody waits for
-// (fuse's RELEASE, sent in the background as Linux fuse_file_put does),
-// and leaves its notification to the queue's next request, which notifies
-// the device of both; if none comes within 1 ms, the queue's timer
-// notifies the device and wakes the completion goroutine. Nobody spins for
+// (fuse's RELEASE and RELEASEDIR, sent in the background as Linux
+// fuse_file_put does). A RELEASE leaves its notification to the queue's
+// next request, which notifies the device of both; if none comes within
+// 1 ms, the queue's timer notifies the device and wakes the completion
+// goroutine. Nobody spins for
 // it: its reply is harvested, and checked as RoundTrip checks one, by
 // whoever polls the queue next, usually the caller's next request spinning
 // for its own; while only such requests are in flight the completion

@@ -253,7 +253,7 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		return mapErr(err)
 	}
 	switch {
-	case async:
+	case async && op == fuseRelease:
 		q.deferNotify(notify)
 	case notify:
 		q.notify(op, unique)
@@ -344,13 +344,16 @@ func (d *Device) publish(ctx context.Context, r *request) error {
 // Send implements fuse.AsyncSender.Send, as Linux fuse_simple_background
 // hands a request to virtio_fs_wake_pending_and_unlock without waiting:
 // the request goes out as in RoundTrip, Send returns once its chain is
-// published, and nobody spins for the reply. The device is not notified
-// at once: the next request on the queue notifies it of both, and if none
-// comes within lazyDelay the queue's timer does (a RELEASE after a close
-// is followed by the program's next request far more often than not; the
-// MMIO notification took 3-9 µs of a TCG guest's cold open, read and close
-// in its profiles, and waking the completion goroutine for a reply the next
-// caller harvests anyway a goroutine switch more).
+// published, and nobody spins for the reply. A RELEASE's device is not
+// notified at once: the next request on the queue notifies it of both, and
+// if none comes within lazyDelay the queue's timer does (a RELEASE after a
+// close is followed by the program's next request far more often than not;
+// the MMIO notification took 3-9 µs of a TCG guest's cold open, read and
+// close in its profiles, and waking the completion goroutine for a reply
+// the next caller harvests anyway a goroutine switch more). Any other
+// request is notified at once: virtiofsd's RELEASEDIR of a listed
+// directory takes long enough (about 170 µs) that deferred, it made the
+// next OPENDIR's round trip 125 -> 301 µs.
 // Whoever polls the queue next (a caller spinning for its own reply, or
 // the queue's completion goroutine, which that timer wakes and which then
 // sleep-polls every asyncPoll while only such requests are in flight)
@@ -382,11 +385,15 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 	// hands r to the callback goroutine.
 	r.cb, r.cbOut = done, out
 	r.refs.Add(1) // the callback's hold, let go by r.callback
+	q, lazy := r.q, r.op == fuseRelease
 	if err := d.publish(ctx, r); err != nil {
 		r.release() // the callback's: it never runs
 		return err
 	}
 	r.release() // Send's own
+	if !lazy {
+		q.wake() // nobody spins for it: the completion goroutine sleep-polls
+	}
 	return nil
 }
 

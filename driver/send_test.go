@@ -298,10 +298,11 @@ func waitSenders(t *testing.T, d *Device, n int32) {
 	}
 }
 
-// TestSendNotifiesLazily: a Send leaves its notification to the next
-// request on the queue, which notifies the device of both; a Send with
-// nothing after it is notified by the queue's timer; and Close notifies
-// the device of a Send still waiting, and drains its reply.
+// TestSendNotifiesLazily: a Send of a RELEASE leaves its notification to
+// the next request on the queue, which notifies the device of both (any
+// other opcode is notified at once); a RELEASE with nothing after it is
+// notified by the queue's timer; and Close notifies the device of a Send
+// still waiting, and drains its reply.
 func TestSendNotifiesLazily(t *testing.T) {
 	t.Run("next request", func(t *testing.T) {
 		d, tr := newTestDevice(t, virtiotest.Config{Handler: echo}, Options{})
@@ -318,6 +319,17 @@ func TestSendNotifiesLazily(t *testing.T) {
 		}
 		if n := tr.Notifies(1); n != 1 {
 			t.Errorf("%d notifications for a Send and a RoundTrip, want 1", n)
+		}
+	})
+	t.Run("other opcodes at once", func(t *testing.T) {
+		d, tr := newTestDevice(t, virtiotest.Config{Handler: echo}, Options{})
+		d.lazyDelay = time.Hour
+		const opReleasedir = 29
+		if got := await(t, sendOne(t, d, inHeader(opReleasedir, 2, 1, nil), [][]byte{make([]byte, 64)})); got.err != nil {
+			t.Fatalf("done(%d, %v)", got.n, got.err)
+		}
+		if n := tr.Notifies(1); n != 1 {
+			t.Errorf("RELEASEDIR: %d notifications, want 1 at once", n)
 		}
 	})
 	t.Run("timer", func(t *testing.T) {
