@@ -54,15 +54,16 @@ func main() {
 	cold := flag.String("cold", "", "comma-separated directories for one cold pass each")
 	coldOp := flag.String("coldop", "stat", "the cold pass's operation: stat or orc (open+read+close)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this `name` on the share")
+	zeroCopy := flag.Bool("zerocopy", true, "Options.ZeroCopy, as the bench's guest clients")
 	dentries := flag.Int("dentries", 0, "Options.DentryCacheSize (0: the default)")
 	flag.Parse()
-	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile, *dentries); err != nil {
+	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile, *dentries, *zeroCopy); err != nil {
 		fmt.Fprintf(os.Stderr, "metabench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string, dentries int) error {
+func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string, dentries int, zeroCopy bool) error {
 	mode, err := govirtiofs.ParseCacheMode(cache)
 	if err != nil {
 		return err
@@ -72,7 +73,7 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 	var rtMu sync.Mutex
 	var rtSum [64]time.Duration
 	var rtN [64]int
-	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: dentries}
+	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: dentries, ZeroCopy: zeroCopy}
 	if listings > 1 || cold != "" {
 		opts.OnRoundTrip = func(op uint32, d time.Duration) {
 			if op < 64 {
