@@ -355,9 +355,10 @@ func (d *Device) publish(ctx context.Context, r *request) error {
 // directory takes long enough (about 170 µs) that deferred, it made the
 // next OPENDIR's round trip 125 -> 301 µs.
 // Whoever polls the queue next (a caller spinning for its own reply, or
-// the queue's completion goroutine, which that timer wakes and which then
-// sleep-polls every asyncPoll while only such requests are in flight)
-// harvests the reply and checks it as RoundTrip does; the device's callback goroutine then copies it into out,
+// the queue's completion goroutine, which Send or, for a RELEASE, the
+// timer wakes, and which then sleep-polls every asyncPoll while only such
+// requests are in flight) harvests the reply and checks it as RoundTrip
+// does; the device's callback goroutine then copies it into out,
 // returns the buffers to the pool and calls done(n, err), with n and err
 // as RoundTrip would have returned them. A device that dies or is closed
 // completes them with ENOTCONN (Close first waits, bounded, for their
