@@ -151,7 +151,7 @@ type Device struct {
 	lazyDelay time.Duration
 	timeout   time.Duration               // immutable: Options.RequestTimeout; <= 0: none
 	onRT      func(uint32, time.Duration) // immutable: Options.OnRoundTrip
-	epoch     time.Time                   // immutable: the origin of queue.nextCheck
+	epoch     time.Time                   // immutable: the origin of queue.nextCheck and of OnRoundTrip's timing
 
 	userPages  PageResolver  // immutable: Options.UserPages
 	zeroCopies atomic.Uint64 // requests whose data the device read in place
