@@ -31,6 +31,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -43,27 +44,44 @@ import (
 	"github.com/govirtiofs/govirtiofs"
 )
 
+// config is what the flags say.
+type config struct {
+	tag, cache, statDir string
+	files, rounds       int
+	dirs                string
+	listings            int
+	cold, coldOp        string
+	profile             string
+	zeroCopy            bool
+	dentries            int
+}
+
 func main() {
-	tag := flag.String("tag", os.Getenv("GOVIRTIOFS_TAG"), "virtio-fs tag")
-	cache := flag.String("cache", "always", "cache mode: none, auto or always")
-	statDir := flag.String("statdir", "sets/r0-stat-warm/small", "directory of the files to stat")
-	files := flag.Int("files", 1000, "files to stat: f00000, f00001, ...")
-	rounds := flag.Int("rounds", 5, "measured stat passes")
-	dirs := flag.String("dirs", "", "comma-separated directories to list")
-	listings := flag.Int("listings", 1, "listings of each directory in -dirs")
-	cold := flag.String("cold", "", "comma-separated directories for one cold pass each")
-	coldOp := flag.String("coldop", "stat", "the cold pass's operation: stat or orc (open+read+close)")
-	profile := flag.String("cpuprofile", "", "write a CPU profile to this `name` on the share")
-	zeroCopy := flag.Bool("zerocopy", true, "Options.ZeroCopy, as the bench's guest clients")
-	dentries := flag.Int("dentries", 0, "Options.DentryCacheSize (0: the default)")
+	var c config
+	flag.StringVar(&c.tag, "tag", os.Getenv("GOVIRTIOFS_TAG"), "virtio-fs tag")
+	flag.StringVar(&c.cache, "cache", "always", "cache mode: none, auto or always")
+	flag.StringVar(&c.statDir, "statdir", "sets/r0-stat-warm/small", "directory of the files to stat")
+	flag.IntVar(&c.files, "files", 1000, "files to stat: f00000, f00001, ...")
+	flag.IntVar(&c.rounds, "rounds", 5, "measured stat passes")
+	flag.StringVar(&c.dirs, "dirs", "", "comma-separated directories to list")
+	flag.IntVar(&c.listings, "listings", 1, "listings of each directory in -dirs")
+	flag.StringVar(&c.cold, "cold", "", "comma-separated directories for one cold pass each")
+	flag.StringVar(&c.coldOp, "coldop", "stat", "the cold pass's operation: stat or orc (open+read+close)")
+	flag.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile to this `name` on the share")
+	flag.BoolVar(&c.zeroCopy, "zerocopy", true, "Options.ZeroCopy, as the bench's guest clients")
+	flag.IntVar(&c.dentries, "dentries", 0, "Options.DentryCacheSize (0: the default)")
 	flag.Parse()
-	if err := run(*tag, *cache, *statDir, *files, *rounds, *dirs, *listings, *cold, *coldOp, *profile, *dentries, *zeroCopy); err != nil {
+	if err := run(c); err != nil {
 		fmt.Fprintf(os.Stderr, "metabench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(tag, cache, statDir string, files, rounds int, dirs string, listings int, cold, coldOp, profile string, dentries int, zeroCopy bool) error {
+func run(c config) error {
+	tag, cache, statDir, files, rounds, dirs, listings, cold, profile := c.tag, c.cache, c.statDir, c.files, c.rounds, c.dirs, c.listings, c.cold, c.profile
+	if cold != "" && c.coldOp != "stat" && c.coldOp != "orc" {
+		return fmt.Errorf("-coldop %q: want stat or orc", c.coldOp)
+	}
 	mode, err := govirtiofs.ParseCacheMode(cache)
 	if err != nil {
 		return err
@@ -73,7 +91,7 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 	var rtMu sync.Mutex
 	var rtSum [64]time.Duration
 	var rtN [64]int
-	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: dentries, ZeroCopy: zeroCopy}
+	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: c.dentries, ZeroCopy: c.zeroCopy}
 	if listings > 1 || cold != "" {
 		opts.OnRoundTrip = func(op uint32, d time.Duration) {
 			if op < 64 {
@@ -100,7 +118,7 @@ func run(tag, cache, statDir string, files, rounds int, dirs string, listings in
 		names[i] = fmt.Sprintf("%s/f%05d", statDir, i)
 	}
 	if cold != "" {
-		if err := coldPasses(fsys, strings.Split(cold, ","), coldOp, files, &rtMu, &rtSum, &rtN); err != nil {
+		if err := coldPasses(fsys, strings.Split(cold, ","), c.coldOp, files, &rtMu, &rtSum, &rtN); err != nil {
 			return err
 		}
 	} else if files > 0 {
@@ -182,19 +200,19 @@ func coldPasses(fsys *govirtiofs.FS, dirs []string, op string, files int, rtMu *
 		case "stat":
 			_, err := fsys.Stat(name)
 			return err
-		case "orc":
+		default: // orc
 			f, err := fsys.Open(name)
 			if err != nil {
 				return err
 			}
-			for {
-				if _, err := f.Read(buf); err != nil {
-					break
-				}
+			for err == nil {
+				_, err = f.Read(buf)
 			}
-			return f.Close()
+			if cerr := f.Close(); err == io.EOF {
+				err = cerr
+			}
+			return err
 		}
-		return fmt.Errorf("unknown -coldop %q", op)
 	}
 	for _, dir := range dirs {
 		names := make([]string, files)
