@@ -46,8 +46,10 @@ type Record struct {
 	Value    float64 `json:"value"`
 	// Round is the round of a single measurement (from 1); 0 in a median.
 	Round int `json:"round,omitempty"`
-	// Samples are the measurements a median was taken from, in round order.
-	Samples []float64 `json:"samples,omitempty"`
+	// Samples are the measurements a median was taken from, in round order, and
+	// SampleRounds their rounds.
+	Samples      []float64 `json:"samples,omitempty"`
+	SampleRounds []int     `json:"-"`
 	// Err is set instead of Value when the measurement failed.
 	Err string `json:"error,omitempty"`
 	// P50 and P90 are the median and 90th percentile of the latency of one operation, in
