@@ -282,9 +282,9 @@ func newDevice(ctx context.Context, t virtio.Transport, opts Options) (*Device, 
 		hung:     make(chan struct{}),
 
 		userPages: opts.UserPages,
+		lazyDelay: lazyDelay,
 	}
 	d.callbacks.kick = make(chan struct{}, 1)
-	d.lazyDelay = lazyDelay
 	if d.spin == 0 {
 		d.spin = DefaultSpin
 	}

@@ -41,12 +41,11 @@
 // fuse_file_put does). A RELEASE leaves its notification to the queue's
 // next request, which notifies the device of both; if none comes within
 // 1 ms, the queue's timer notifies the device and wakes the completion
-// goroutine. Nobody spins for
-// it: its reply is harvested, and checked as RoundTrip checks one, by
-// whoever polls the queue next, usually the caller's next request spinning
-// for its own; while only such requests are in flight the completion
-// goroutine sleep-polls (asyncPoll, 1 ms). The device's callback goroutine then copies
-// the reply out, returns the buffers and calls the request's done, holding
+// goroutine. Nobody spins for it: its reply is harvested, and checked as
+// RoundTrip checks one, by whoever polls the queue next, usually the
+// caller's next request spinning for its own; while only such requests are
+// in flight the completion goroutine sleep-polls (asyncPoll, 1 ms). The
+// device's callback goroutine then copies the reply out, returns the buffers and calls the request's done, holding
 // no lock: done may take the FUSE client's locks and send requests, which
 // it must not do inside another caller's RoundTrip. Close waits (bounded)
 // for their replies; a dead device completes them with ENOTCONN. Before

@@ -114,12 +114,9 @@ func (q *queue) notifyLazy() {
 func (q *queue) flushLazy() {
 	q.lazyArmed.Store(false)
 	if q.d.enter() != nil {
-		return // the device is dead: supervise fails what is in flight
+		return // the device is dead or closed: supervise fails what is in flight
 	}
 	defer q.d.exit()
-	if q.d.closed {
-		return
-	}
 	q.notifyLazy()
 	q.wake()
 }

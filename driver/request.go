@@ -252,11 +252,15 @@ func (d *Device) submit(ctx context.Context, r *request) error {
 		r.release()
 		return mapErr(err)
 	}
-	switch {
-	case async && op == fuseRelease:
-		q.deferNotify(notify)
-	case notify:
+	if async && op == fuseRelease {
+		q.deferNotify(notify) // its timer wakes the completion goroutine
+		return nil
+	}
+	if notify {
 		q.notify(op, unique)
+	}
+	if async {
+		q.wake() // nobody spins for it: the completion goroutine sleep-polls
 	}
 	return nil
 }
@@ -388,15 +392,11 @@ func (d *Device) Send(ctx context.Context, in, out [][]byte, done func(n int, er
 	// hands r to the callback goroutine.
 	r.cb, r.cbOut = done, out
 	r.refs.Add(1) // the callback's hold, let go by r.callback
-	q, lazy := r.q, r.op == fuseRelease
 	if err := d.publish(ctx, r); err != nil {
 		r.release() // the callback's: it never runs
 		return err
 	}
 	r.release() // Send's own
-	if !lazy {
-		q.wake() // nobody spins for it: the completion goroutine sleep-polls
-	}
 	return nil
 }
 

@@ -75,15 +75,9 @@ func (pm *pageMap) clear() {
 
 // delFrom drops every page at index first or above.
 func (pm *pageMap) delFrom(first int64) {
-	if pm.m == nil {
-		if pm.has && pm.oneIdx >= first {
-			pm.one, pm.has = nil, false
-		}
-		return
-	}
-	for idx := range pm.m {
+	for idx := range pm.all() {
 		if idx >= first {
-			delete(pm.m, idx)
+			pm.del(idx)
 		}
 	}
 }

@@ -78,56 +78,41 @@ func main() {
 }
 
 func run(c config) error {
-	tag, cache, statDir, files, rounds, dirs, listings, cold, profile := c.tag, c.cache, c.statDir, c.files, c.rounds, c.dirs, c.listings, c.cold, c.profile
-	if cold != "" && c.coldOp != "stat" && c.coldOp != "orc" {
+	if c.cold != "" && c.coldOp != "stat" && c.coldOp != "orc" {
 		return fmt.Errorf("-coldop %q: want stat or orc", c.coldOp)
 	}
-	mode, err := govirtiofs.ParseCacheMode(cache)
+	mode, err := govirtiofs.ParseCacheMode(c.cache)
 	if err != nil {
 		return err
 	}
-	// The round trips of each opcode and their time, summed for the
-	// repeated listings. Several goroutines may make requests.
-	var rtMu sync.Mutex
-	var rtSum [64]time.Duration
-	var rtN [64]int
+	var rts tally
 	opts := govirtiofs.Options{Cache: mode, DentryCacheSize: c.dentries, ZeroCopy: c.zeroCopy}
-	if listings > 1 || cold != "" {
-		opts.OnRoundTrip = func(op uint32, d time.Duration) {
-			if op < 64 {
-				rtMu.Lock()
-				rtSum[op] += d
-				rtN[op]++
-				rtMu.Unlock()
-			}
-		}
+	if c.listings > 1 || c.cold != "" {
+		opts.OnRoundTrip = rts.observe
 	}
-	fsys, err := govirtiofs.Open(context.Background(), tag, opts)
+	fsys, err := govirtiofs.Open(context.Background(), c.tag, opts)
 	if err != nil {
 		return err
 	}
 	defer fsys.Close()
 	var prof bytes.Buffer
-	if profile != "" {
+	if c.profile != "" {
 		if err := pprof.StartCPUProfile(&prof); err != nil {
 			return err
 		}
 	}
-	names := make([]string, files)
-	for i := range names {
-		names[i] = fmt.Sprintf("%s/f%05d", statDir, i)
-	}
-	if cold != "" {
-		if err := coldPasses(fsys, strings.Split(cold, ","), c.coldOp, files, &rtMu, &rtSum, &rtN); err != nil {
+	if c.cold != "" {
+		if err := coldPasses(fsys, strings.Split(c.cold, ","), c.coldOp, c.files, &rts); err != nil {
 			return err
 		}
-	} else if files > 0 {
+	} else if c.files > 0 {
+		names := fileNames(c.statDir, c.files)
 		for _, n := range names {
 			if _, err := fsys.Stat(n); err != nil {
 				return err
 			}
 		}
-		for r := range rounds {
+		for r := range c.rounds {
 			t0 := time.Now()
 			for _, n := range names {
 				if _, err := fsys.Stat(n); err != nil {
@@ -135,97 +120,153 @@ func run(c config) error {
 				}
 			}
 			d := time.Since(t0)
-			fmt.Printf("metabench: stat-warm[%d] %.0f ops/s (%.2f us/op)\n", r, float64(files)/d.Seconds(), float64(d.Microseconds())/float64(files))
+			fmt.Printf("metabench: stat-warm[%d] %.0f ops/s (%.2f us/op)\n", r, float64(c.files)/d.Seconds(), float64(d.Microseconds())/float64(c.files))
 		}
 	}
-	if dirs != "" {
-		for _, dir := range strings.Split(dirs, ",") {
-			var ds []time.Duration
-			var ru0, ru1 syscall.Rusage
-			var ms0, ms1 runtime.MemStats
-			for i := range max(listings, 1) {
-				if i == 1 {
-					rtMu.Lock()
-					rtSum, rtN = [64]time.Duration{}, [64]int{}
-					rtMu.Unlock()
-					syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-					runtime.ReadMemStats(&ms0)
-				}
-				t0 := time.Now()
-				ents, err := fsys.ReadDir(dir)
-				if err != nil {
-					return err
-				}
-				d := time.Since(t0)
-				ds = append(ds, d)
-				if i == 0 {
-					fmt.Printf("metabench: readdir[%s] %.0f entries/s (%d entries, %v)\n", dir, float64(len(ents))/d.Seconds(), len(ents), d.Round(time.Microsecond))
-				} else if i == listings-1 {
-					syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-					runtime.ReadMemStats(&ms1)
-					k := int64(listings - 1)
-					fmt.Printf("metabench: readdir-again[%s] per listing: %d minor faults, %d bytes allocated, %d mallocs, %.2f GCs\n", dir,
-						(ru1.Minflt-ru0.Minflt)/k, int64(ms1.TotalAlloc-ms0.TotalAlloc)/k, int64(ms1.Mallocs-ms0.Mallocs)/k, float64(ms1.NumGC-ms0.NumGC)/float64(k))
-					rtMu.Lock()
-					for op := range rtN {
-						if rtN[op] > 0 {
-							fmt.Printf("metabench: readdir-again[%s] per listing: opcode %d: %.2f round trips, %v\n", dir, op, float64(rtN[op])/float64(k), (rtSum[op] / time.Duration(k)).Round(time.Microsecond))
-						}
-					}
-					rtMu.Unlock()
-					slices.Sort(ds[1:])
-					m := ds[1+(len(ds)-1)/2]
-					fmt.Printf("metabench: readdir-again[%s] %.0f entries/s (median of %d listings: %v; best %v)\n", dir, float64(len(ents))/m.Seconds(), len(ds)-1, m.Round(time.Microsecond), ds[1].Round(time.Microsecond))
-				}
+	if c.dirs != "" {
+		for _, dir := range strings.Split(c.dirs, ",") {
+			if err := listings(fsys, dir, c.listings, &rts); err != nil {
+				return err
 			}
 		}
 	}
-	if profile != "" {
+	if c.profile != "" {
 		pprof.StopCPUProfile()
-		if err := fsys.WriteFile(profile, prof.Bytes(), 0o644); err != nil {
+		if err := fsys.WriteFile(c.profile, prof.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// coldPasses makes one pass of op over the files of each of dirs, each
-// directory new to fsys, and prints per operation its time, faults,
-// allocations and each opcode's round trips (rtSum and rtN, which
-// OnRoundTrip fills under rtMu).
-func coldPasses(fsys *govirtiofs.FS, dirs []string, op string, files int, rtMu *sync.Mutex, rtSum *[64]time.Duration, rtN *[64]int) error {
-	buf := make([]byte, 1<<16)
-	one := func(name string) error {
-		switch op {
-		case "stat":
-			_, err := fsys.Stat(name)
-			return err
-		default: // orc
-			f, err := fsys.Open(name)
-			if err != nil {
-				return err
-			}
-			for err == nil {
-				_, err = f.Read(buf)
-			}
-			if cerr := f.Close(); err == io.EOF {
-				err = cerr
-			}
-			return err
+// fileNames returns the names of the first n files below dir: f00000, f00001, ...
+func fileNames(dir string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s/f%05d", dir, i)
+	}
+	return names
+}
+
+// tally sums the round trips of each opcode and their time as
+// Options.OnRoundTrip reports them; several goroutines may make requests.
+type tally struct {
+	mu  sync.Mutex
+	sum [64]time.Duration // guarded by mu
+	n   [64]int           // guarded by mu
+}
+
+// observe is the FS's Options.OnRoundTrip.
+func (t *tally) observe(op uint32, d time.Duration) {
+	if op < 64 {
+		t.mu.Lock()
+		t.sum[op] += d
+		t.n[op]++
+		t.mu.Unlock()
+	}
+}
+
+func (t *tally) reset() {
+	t.mu.Lock()
+	t.sum, t.n = [64]time.Duration{}, [64]int{}
+	t.mu.Unlock()
+}
+
+// each calls f with every opcode that made round trips since reset, their
+// number and total time, in opcode order.
+func (t *tally) each(f func(op, n int, sum time.Duration)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for op, n := range t.n {
+		if n > 0 {
+			f(op, n, t.sum[op])
 		}
 	}
-	for _, dir := range dirs {
-		names := make([]string, files)
-		for i := range names {
-			names[i] = fmt.Sprintf("%s/f%05d", dir, i)
+}
+
+// usage is what the process used up to a moment: page faults, and the Go
+// runtime's allocations and collections.
+type usage struct {
+	faults         int64
+	bytes, mallocs uint64
+	gcs            uint32
+}
+
+func usageNow() usage {
+	var ru syscall.Rusage
+	var ms runtime.MemStats
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	runtime.ReadMemStats(&ms)
+	return usage{faults: ru.Minflt, bytes: ms.TotalAlloc, mallocs: ms.Mallocs, gcs: ms.NumGC}
+}
+
+// since returns what was used between u0 and u.
+func (u usage) since(u0 usage) usage {
+	return usage{faults: u.faults - u0.faults, bytes: u.bytes - u0.bytes, mallocs: u.mallocs - u0.mallocs, gcs: u.gcs - u0.gcs}
+}
+
+// listings lists dir n times (at least once) and prints the first
+// listing's rate, and for the others the median and best rate and, per
+// listing, what they used and their round trips.
+func listings(fsys *govirtiofs.FS, dir string, n int, rts *tally) error {
+	var ds []time.Duration
+	var u0 usage
+	for i := range max(n, 1) {
+		if i == 1 {
+			rts.reset()
+			u0 = usageNow()
 		}
-		var ru0, ru1 syscall.Rusage
-		var ms0, ms1 runtime.MemStats
-		rtMu.Lock()
-		*rtSum, *rtN = [64]time.Duration{}, [64]int{}
-		rtMu.Unlock()
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-		runtime.ReadMemStats(&ms0)
+		t0 := time.Now()
+		ents, err := fsys.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		d := time.Since(t0)
+		ds = append(ds, d)
+		if i == 0 {
+			fmt.Printf("metabench: readdir[%s] %.0f entries/s (%d entries, %v)\n", dir, float64(len(ents))/d.Seconds(), len(ents), d.Round(time.Microsecond))
+		} else if i == n-1 {
+			u := usageNow().since(u0)
+			k := int64(n - 1)
+			fmt.Printf("metabench: readdir-again[%s] per listing: %d minor faults, %d bytes allocated, %d mallocs, %.2f GCs\n", dir,
+				u.faults/k, int64(u.bytes)/k, int64(u.mallocs)/k, float64(u.gcs)/float64(k))
+			rts.each(func(op, rn int, sum time.Duration) {
+				fmt.Printf("metabench: readdir-again[%s] per listing: opcode %d: %.2f round trips, %v\n", dir, op, float64(rn)/float64(k), (sum / time.Duration(k)).Round(time.Microsecond))
+			})
+			slices.Sort(ds[1:])
+			m := ds[1+(len(ds)-1)/2]
+			fmt.Printf("metabench: readdir-again[%s] %.0f entries/s (median of %d listings: %v; best %v)\n", dir, float64(len(ents))/m.Seconds(), len(ds)-1, m.Round(time.Microsecond), ds[1].Round(time.Microsecond))
+		}
+	}
+	return nil
+}
+
+// coldPasses makes one pass of op over the files of each of dirs, each
+// directory new to fsys, and prints per operation its time, what it used
+// and each opcode's round trips, as rts tallies them.
+func coldPasses(fsys *govirtiofs.FS, dirs []string, op string, files int, rts *tally) error {
+	buf := make([]byte, 1<<16)
+	one := func(name string) error {
+		if op == "stat" {
+			_, err := fsys.Stat(name)
+			return err
+		}
+		f, err := fsys.Open(name) // orc
+		if err != nil {
+			return err
+		}
+		for err == nil {
+			_, err = f.Read(buf)
+		}
+		if cerr := f.Close(); err == io.EOF {
+			err = cerr
+		}
+		return err
+	}
+	for _, dir := range dirs {
+		names := fileNames(dir, files)
+		rts.reset()
+		u0 := usageNow()
 		t0 := time.Now()
 		for _, n := range names {
 			if err := one(n); err != nil {
@@ -233,23 +274,18 @@ func coldPasses(fsys *govirtiofs.FS, dirs []string, op string, files int, rtMu *
 			}
 		}
 		d := time.Since(t0)
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-		runtime.ReadMemStats(&ms1)
+		u := usageNow().since(u0)
 		k := float64(files)
 		var rt time.Duration
-		rtMu.Lock()
 		var ops []string
-		for o := range rtN {
-			if rtN[o] > 0 {
-				rt += rtSum[o]
-				ops = append(ops, fmt.Sprintf("op%d %.2fx %.1fus", o, float64(rtN[o])/k, float64(rtSum[o].Nanoseconds())/1e3/float64(rtN[o])))
-			}
-		}
-		rtMu.Unlock()
+		rts.each(func(o, n int, sum time.Duration) {
+			rt += sum
+			ops = append(ops, fmt.Sprintf("op%d %.2fx %.1fus", o, float64(n)/k, float64(sum.Nanoseconds())/1e3/float64(n)))
+		})
 		per := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / 1e3 / k }
 		fmt.Printf("metabench: cold-%s[%s] %.0f ops/s: per op %.1f us, round trips %.1f us, rest %.1f us; %.2f faults, %.0f bytes, %.1f mallocs, %.3f GCs; %s\n",
 			op, dir, k/d.Seconds(), per(d), per(rt), per(d-rt),
-			float64(ru1.Minflt-ru0.Minflt)/k, float64(ms1.TotalAlloc-ms0.TotalAlloc)/k, float64(ms1.Mallocs-ms0.Mallocs)/k, float64(ms1.NumGC-ms0.NumGC)/k,
+			float64(u.faults)/k, float64(u.bytes)/k, float64(u.mallocs)/k, float64(u.gcs)/k,
 			strings.Join(ops, ", "))
 	}
 	return nil
