@@ -13,8 +13,8 @@
 //     else cold means differs per client and is said at each constructor.
 //   - The host harness ([Harness]) behind "govirtiofs bench": it prepares the directory, runs the
 //     host clients, then boots one VM for all rounds, with a vhost-user-fs-pci device per
-//     govirtiofs cache mode ([GovirtiofsTags]), one for the kernel's virtiofs
-//     ([KernelVirtiofsTag]) and a virtio-9p-pci device, all on that directory, every virtiofsd
+//     govirtiofs cache mode ([GovirtiofsTags]), one for priming ([PrimeTag], [RunConfig].Prime),
+//     one for the kernel's virtiofs ([KernelVirtiofsTag]) and a virtio-9p-pci device, all on that directory, every virtiofsd
 //     with the same options ([HarnessConfig].VirtiofsdArgs). It collects the guest program's
 //     records (qemu-tests/guest/bench) from the console, and writes results.md, results.json and
 //     results.svg ([WriteReport]). The guest keeps the govirtiofs devices away from virtio_pci

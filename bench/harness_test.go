@@ -34,8 +34,8 @@ func TestGuestLines(t *testing.T) {
 }
 
 // TestHarnessQuick runs "govirtiofs bench -quick" on three workloads: the host clients, then one
-// q35 VM with four vhost-user-fs-pci devices (one per govirtiofs cache mode and one for the
-// kernel's virtiofs, each with its own virtiofsd, all given --thread-pool-size=0 through
+// q35 VM with five vhost-user-fs-pci devices (one per govirtiofs cache mode, one for priming and
+// one for the kernel's virtiofs, each with its own virtiofsd, all given --thread-pool-size=0 through
 // HarnessConfig.VirtiofsdArgs, as host-vhostuser's virtiofsd is) and a virtio-9p-pci device on the same prepared
 // directory. It checks that every client measured every workload, that the report files are
 // written and say how virtiofsd was run, and that a CPU profile came back per govirtiofs client

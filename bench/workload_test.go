@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -285,6 +287,122 @@ func TestRunRotation(t *testing.T) {
 	}
 	if sets[0] != "sets/r2-stat-warm" || sets[len(sets)-1] != "sets/r4-stat-warm" {
 		t.Errorf("file sets used %v, want sets/r2-stat-warm ... sets/r4-stat-warm", sets)
+	}
+}
+
+// readLog is an FS over package os that logs every file opened and read to its end, and every
+// directory listed, as "read <name>" and "list <name>".
+type readLog struct {
+	OS
+	log *[]string
+}
+
+func (l readLog) Open(name string) (File, error) {
+	f, err := l.OS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return &loggedFile{File: f, name: name, log: l.log}, nil
+}
+
+func (l readLog) ReadDir(name string) ([]fs.DirEntry, error) {
+	*l.log = append(*l.log, "list "+name)
+	return l.OS.ReadDir(name)
+}
+
+type loggedFile struct {
+	File
+	name string
+	log  *[]string
+}
+
+func (f *loggedFile) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	if err == io.EOF {
+		*f.log = append(*f.log, "read "+f.name)
+	}
+	return n, err
+}
+
+// TestRunPrimes checks that RunConfig.Prime reads the file set of each round of a workload that
+// uses one, whole and once, before that round's first client starts, and nothing for a workload
+// without a set; and that a failing prime is reported and the round goes on.
+func TestRunPrimes(t *testing.T) {
+	s := tinySizes()
+	dir := prepared(t, s, 2)
+	var log []string
+	primes := 0
+	prime := Client{Name: "primer", Start: func(context.Context) (FS, func() error, error) {
+		primes++
+		return readLog{OS{Root: dir}, &log}, func() error { log = append(log, "prime stop"); return nil }, nil
+	}}
+	client := func(name string) Client {
+		return Client{Name: name, Start: func(context.Context) (FS, func() error, error) {
+			log = append(log, "start "+name)
+			return OS{Root: dir}, func() error { return nil }, nil
+		}}
+	}
+	byName := func(name string) Workload {
+		w, ok := WorkloadByName(name)
+		if !ok {
+			t.Fatalf("no workload %s", name)
+		}
+		return w
+	}
+	var progress []string
+	err := Run(context.Background(), RunConfig{
+		Clients:   []Client{client("a"), client("b")},
+		Workloads: []Workload{byName("stat-cold"), byName("create"), byName("mixed"), byName("readdir")},
+		Sizes:     s, Rounds: 2, Prime: &prime,
+		Progress: func(line string) { progress = append(progress, line) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for r := 1; r <= 2; r++ {
+		first, second := "start a", "start b"
+		if r == 2 {
+			first, second = second, first
+		}
+		small := func(set string) {
+			for i := range s.SmallFiles {
+				want = append(want, "read "+smallName(set, i))
+			}
+		}
+		small(SetDir(r, "stat-cold"))
+		want = append(want, "prime stop", first, second)
+		want = append(want, first, second) // create: no set, no priming
+		small(SetDir(r, "mixed"))
+		want = append(want, "read "+bigName(SetDir(r, "mixed")), "prime stop", first, second)
+		want = append(want, "list "+SetDir(r, "readdir")+"/"+listDir, "prime stop", first, second)
+	}
+	if strings.Join(log, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
+	if primes != 6 {
+		t.Errorf("%d primes, want 6 (3 workloads with a set x 2 rounds)", primes)
+	}
+
+	// A prime that fails is reported; the measurements go on.
+	log, progress = nil, nil
+	broken := Client{Name: "primer", Start: func(context.Context) (FS, func() error, error) {
+		return nil, nil, errors.New("no device")
+	}}
+	var recs []Record
+	err = Run(context.Background(), RunConfig{
+		Clients: []Client{client("a")}, Workloads: []Workload{byName("stat-cold")}, Sizes: s, Prime: &broken,
+		Emit:     func(r Record) { recs = append(recs, r) },
+		Progress: func(line string) { progress = append(progress, line) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(progress) != 2 || !strings.Contains(progress[0], "priming with primer FAILED: start: no device") {
+		t.Errorf("progress %q, want the priming failure first, then the measurement", progress)
+	}
+	if len(recs) != 1 || recs[0].Err != "" || recs[0].Value <= 0 {
+		t.Errorf("records %+v, want one measurement despite the failed prime", recs)
 	}
 }
 

@@ -21,10 +21,10 @@ func init() {
 const benchUsage = `usage: govirtiofs bench [flags]
 
 Prepares a host directory, measures govirtiofs over vhost-user and package os on the host, then
-boots one VM with five devices on that directory: a vhost-user-fs-pci each for govirtiofs with
-cache none, auto and always, one for the kernel's virtiofs, and a virtio-9p-pci for the kernel's
-9p (cache none, loose, mmap). The guest runs every round of every workload on the seven guest
-clients in turns. Every virtiofsd (cache=auto) gets the same -virtiofsd-arg arguments. The
+boots one VM with six devices on that directory: a vhost-user-fs-pci each for govirtiofs with
+cache none, auto and always, one for priming, one for the kernel's virtiofs, and a virtio-9p-pci
+for the kernel's 9p (cache none, loose, mmap). The guest runs every round of every workload on the
+seven guest clients in turns, after a priming FS read the round's file set once, unmeasured. Every virtiofsd (cache=auto) gets the same -virtiofsd-arg arguments. The
 round-trip target compares the getattr workload (fstat of an open file, one GETATTR each) of
 govirtiofs cache none in the guest with host-vhostuser's, which runs it with cache none too. Writes
 results.md, results.json, results.svg, records.jsonl and console.log into -o. Run it from inside

@@ -1,19 +1,21 @@
 //go:build linux
 
 // Command bench is the guest half of "govirtiofs bench" (package bench): the whole guest part of
-// a benchmark run, in one boot. The VM has four vhost-user-fs-pci devices on the same prepared
+// a benchmark run, in one boot. The VM has five vhost-user-fs-pci devices on the same prepared
 // host directory, each with its own virtiofsd (same options for all): one per govirtiofs cache
-// mode (tags bench.GovirtiofsTags) and one for the kernel's virtiofs (bench.KernelVirtiofsTag);
-// and a virtio-9p-pci device (mount tag -9p-tag). No virtio module is loaded at boot.
+// mode (tags bench.GovirtiofsTags), one for priming (bench.PrimeTag) and one for the kernel's
+// virtiofs (bench.KernelVirtiofsTag); and a virtio-9p-pci device (mount tag -9p-tag). No virtio
+// module is loaded at boot.
 //
 // Set-up (devices.go): it reads each virtio-fs device's tag, writes a driver name that does not
-// exist into driver_override of the three userspace devices so that virtio_pci leaves them alone,
+// exist into driver_override of the four userspace devices so that virtio_pci leaves them alone,
 // loads the baseline modules (-modules, in order; virtio_pci then binds the kernel's virtio-fs
-// device and the 9p device), and opens the three govirtiofs FSes, each once for the whole run.
+// device and the 9p device), and opens the four govirtiofs FSes, each once for the whole run.
 //
 // Then bench.Run runs -rounds rounds of every workload on the seven guest clients in turns
 // (govirtiofs none, auto, always; kernel virtiofs; 9p cache=none, loose, mmap), the first client
-// rotating from round to round. The kernel clients mount afresh for each measurement. Every
+// rotating from round to round, after the priming FS read the round's file set
+// (bench.RunConfig.Prime). The kernel clients mount afresh for each measurement. Every
 // measurement is printed as a bench.RecordPrefix line for the host to collect.
 //
 // With -cpuprofile DIR it takes a CPU profile of the timed pass of every govirtiofs measurement,
@@ -117,6 +119,8 @@ func run(rounds int, tag9p, sizesJSON, modules, only, mnt, profDir string) error
 	for _, name := range bench.GovirtiofsClients {
 		cfg.Clients = append(cfg.Clients, bench.GovirtiofsShared(name, fss[name], rts[name]))
 	}
+	prime := bench.GovirtiofsShared(primeClient, fss[primeClient], nil)
+	cfg.Prime = &prime
 	cfg.Clients = append(cfg.Clients, bench.KernelVirtiofsClient(bench.KernelVirtiofsTag, mnt))
 	for _, c := range []string{"none", "loose", "mmap"} {
 		cfg.Clients = append(cfg.Clients, bench.NinePClient(c, tag9p, mnt))
@@ -219,15 +223,18 @@ func writeProfiles(fsys *govirtiofs.FS, dir string, profiles map[string]*bytes.B
 	return nil
 }
 
-// openAll opens the govirtiofs FS of every client in bench.GovirtiofsTags; devs are their devices
-// in address order. The FSes are opened from the highest address down: govirtiofs.Open brings up
-// (and so resets) every unbound virtio-fs device it meets, in address order, until one has the
-// tag, so each Open must find its device before it reaches one that is already open. It returns
-// the FSes opened so far, by client name, also on error.
+// primeClient names the priming FS (bench.PrimeTag) among the FSes of openAll.
+const primeClient = "prime"
+
+// openAll opens the govirtiofs FS of every client in bench.GovirtiofsTags, and the priming FS on
+// bench.PrimeTag; devs are their devices in address order. The FSes are opened from the highest
+// address down: govirtiofs.Open brings up (and so resets) every unbound virtio-fs device it meets,
+// in address order, until one has the tag, so each Open must find its device before it reaches
+// one that is already open. It returns the FSes opened so far, by client name, also on error.
 //
-// Each FS reports its GETATTR round trips to rts[name], set here (bench.RoundTrips).
+// Each client's FS reports its GETATTR round trips to rts[name], set here (bench.RoundTrips).
 func openAll(ctx context.Context, devs []device, rts map[string]*bench.RoundTrips) (map[string]*govirtiofs.FS, error) {
-	byTag := map[string]string{}
+	byTag := map[string]string{bench.PrimeTag: primeClient}
 	for name, tag := range bench.GovirtiofsTags {
 		byTag[tag] = name
 	}
@@ -237,22 +244,31 @@ func openAll(ctx context.Context, devs []device, rts map[string]*bench.RoundTrip
 		if !ok {
 			return fss, fmt.Errorf("virtio-fs device %s has tag %q, which no client uses", devs[i].addr, devs[i].tag)
 		}
-		mode, err := govirtiofs.ParseCacheMode(strings.TrimPrefix(name, "govirtiofs-"))
-		if err != nil {
-			return fss, err
+		// The priming FS reads each set once: cache none, so that it keeps none of their data.
+		opts := govirtiofs.Options{Cache: govirtiofs.CacheNone}
+		var rt *bench.RoundTrips
+		if name != primeClient {
+			mode, err := govirtiofs.ParseCacheMode(strings.TrimPrefix(name, "govirtiofs-"))
+			if err != nil {
+				return fss, err
+			}
+			rt = bench.NewRoundTrips(bench.OpGetattr)
+			opts = govirtiofs.Options{Cache: mode, ZeroCopy: true, OnRoundTrip: rt.Observe}
 		}
 		t := time.Now()
-		rt := bench.NewRoundTrips(bench.OpGetattr)
-		fsys, err := govirtiofs.Open(ctx, devs[i].tag, govirtiofs.Options{Cache: mode, ZeroCopy: true, OnRoundTrip: rt.Observe})
+		fsys, err := govirtiofs.Open(ctx, devs[i].tag, opts)
 		if err != nil {
 			return fss, fmt.Errorf("%s: %w", name, err)
 		}
-		fss[name], rts[name] = fsys, rt
+		fss[name] = fsys
+		if rt != nil {
+			rts[name] = rt
+		}
 		fmt.Printf("bench: %s: govirtiofs.Open(%q) on %s took %v\n", name, devs[i].tag, devs[i].addr, time.Since(t).Round(time.Millisecond))
 	}
-	for name := range bench.GovirtiofsTags {
+	for tag, name := range byTag {
 		if fss[name] == nil {
-			return fss, fmt.Errorf("no virtio-fs device with tag %q for %s", bench.GovirtiofsTags[name], name)
+			return fss, fmt.Errorf("no virtio-fs device with tag %q for %s", tag, name)
 		}
 	}
 	return fss, nil
