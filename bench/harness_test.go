@@ -99,6 +99,10 @@ func TestHarnessQuick(t *testing.T) {
 	if n := strings.Count(progress.String(), "VM: booting"); n != 1 {
 		t.Errorf("%d VM boots, want 1:\n%s", n, progress.String())
 	}
+	// The priming FS (its own device in the guest, package os on the host) read every set.
+	if strings.Contains(progress.String(), "priming with") {
+		t.Errorf("a priming failed:\n%s", progress.String())
+	}
 	// One CPU profile per govirtiofs client and workload (one round).
 	for _, c := range GovirtiofsClients {
 		for _, w := range []string{"stat-cold", "seqread-cold", "readdir"} {
