@@ -105,10 +105,12 @@ const maxWarmPasses = 1000
 
 // Run measures each workload with each client, Rounds times. Within a round, for each workload
 // the clients take turns, and the client that goes first rotates from round to round (round r
-// starts with client r-1 mod n), so that no client always runs right after a given other one.
-// Every measurement calls [Client.Start] and reads the file set of its round and workload; a
-// warm workload first runs once unmeasured (then as many measured passes as MinWarmTime asks),
-// and a warm workload's Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the run goes on.
+// starts with client r-1 mod n), so that no client always runs right after a given other one;
+// with Prime, the round's file set is read before the first of them. Every measurement calls
+// [Client.Start] and reads the file set of its round and workload; a warm workload first runs
+// once unmeasured (then as many measured passes as MinWarmTime asks), and a warm workload's
+// Cleanup runs after each pass. A failing measurement is emitted as a Record with Err and the
+// run goes on.
 //
 // Errors: invalid sizes, or ctx's error when it ends.
 func Run(ctx context.Context, cfg RunConfig) error {
