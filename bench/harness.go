@@ -104,8 +104,9 @@ const DefaultMemoryMiB = 2048
 // host-os; host-vhostuser runs the round-trip workloads on a cache-none FS), then boots one VM
 // with six devices on DataDir (a vhost-user-fs-pci per govirtiofs cache mode,
 // [GovirtiofsTags]; one for priming, [PrimeTag]; one for the kernel's virtiofs,
-// [KernelVirtiofsTag]; a virtio-9p-pci, [NinePTag]) that runs every round of every guest client, collects the guest
-// program's records from the console and writes the report and the raw records into OutDir. The
+// [KernelVirtiofsTag]; a virtio-9p-pci, [NinePTag]) that runs every round of every guest
+// client, collects the guest program's records from the console and writes the report and the
+// raw records into OutDir. The
 // host clients run before the VM, not next to it, so that they do not share the CPU with QEMU.
 //
 // Errors: preparation, kernel, image or boot failures, a guest program that fails (its records
@@ -297,20 +298,21 @@ const designText = `## How it was run
 One VM (QEMU TCG, q35) runs every round of every guest client. It has six devices on the same
 prepared host directory: three vhost-user-fs-pci devices for govirtiofs with cache none, auto and
 always, one for priming (below), one vhost-user-fs-pci for the kernel's virtiofs, and one
-virtio-9p-pci (security_model=passthrough). Each vhost-user-fs-pci device has a virtiofsd of its own, and every
-virtiofsd of the run, host-vhostuser's included, has the same options: VIRTIOFSD_OPTIONS.
+virtio-9p-pci (security_model=passthrough). Each vhost-user-fs-pci device has a virtiofsd of its
+own, and every virtiofsd of the run, host-vhostuser's included, has the same options:
+VIRTIOFSD_OPTIONS.
 
 The guest program first reads each virtio-fs device's tag and writes a driver name that does not
 exist into the driver_override of the four govirtiofs devices, so that virtio_pci, loaded next
 (with virtiofs and 9p), binds only the kernel's virtio-fs device and the 9p device: a PCI device
-bound by a kernel driver cannot also be driven from userspace. It then opens the three govirtiofs
-FSes (govirtiofs.Open), each once for the whole run, and runs the rounds: in each round, for each
-workload, the seven guest clients take turns (govirtiofs none, auto, always, kernel virtiofs, 9p
-cache=none, loose, mmap with msize=512000), and the client that goes first rotates from round to
-round. The kernel clients mount afresh for every measurement. One device per cache mode, opened
-once, rather than one device opened and closed per measurement: a bring-up (device reset,
-FUSE_INIT) is no part of any workload, and three open FSes cost only their DMA memory (16 MiB of
-hugepages each). The host clients (host-vhostuser: govirtiofs.Dial to a virtiofsd of its own,
+bound by a kernel driver cannot also be driven from userspace. It then opens the four govirtiofs
+FSes (govirtiofs.Open: the three clients' and the priming one), each once for the whole run, and
+runs the rounds: in each round, for each workload, the seven guest clients take turns (govirtiofs
+none, auto, always, kernel virtiofs, 9p cache=none, loose, mmap with msize=512000), and the client
+that goes first rotates from round to round. The kernel clients mount afresh for every
+measurement. One device per cache mode, opened once, rather than one device opened and closed per
+measurement: a bring-up (device reset, FUSE_INIT) is no part of any workload, and four open FSes
+cost only their DMA memory (16 MiB of hugepages each). The host clients (host-vhostuser: govirtiofs.Dial to a virtiofsd of its own,
 govirtiofs cache auto, cache none for getattr; host-os: package os on the directory) run all
 rounds before the VM boots. Every timed pass starts after a garbage collection (runtime.GC, as
 testing.B does), so that no earlier pass's garbage is collected during it.
