@@ -383,6 +383,11 @@ func TestRunPrimes(t *testing.T) {
 	if primes != 6 {
 		t.Errorf("%d primes, want 6 (3 workloads with a set x 2 rounds)", primes)
 	}
+	for _, line := range progress {
+		if strings.Contains(line, "priming") {
+			t.Errorf("progress %q: want no priming failure", line)
+		}
+	}
 
 	// A prime that fails is reported; the measurements go on.
 	log, progress = nil, nil
