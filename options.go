@@ -186,7 +186,7 @@ type Options struct {
 	// as it is first touched, compaction leaves locked pages alone and
 	// transparent hugepages are off for the process, and the Go runtime
 	// can no longer hand freed memory back to the kernel. The heap then
-	// grows a 4 KiB page fault at a time (about 23 µs each under TCG):
+	// grows a 4 KiB page fault at a time (10-25 µs each under TCG):
 	// a cold open, read and close of a small file, which caches a new
 	// page, takes 1.2-1.6 faults instead of 0.02. That suits a VM
 	// that exists to run this program, which is what Open is for; Open

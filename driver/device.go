@@ -145,9 +145,9 @@ type Device struct {
 	maxBuf   int              // immutable: the largest request or reply
 	window   []byte           // immutable: the DAX window, or nil
 	spin     time.Duration    // immutable: Options.Spin resolved; <= 0: never spin
-	// lazyDelay is how long a chain from Send may wait for a notification
-	// of the queue's next request (lazyDelay; tests change it before the
-	// first Send).
+	// lazyDelay is how long a RELEASE from Send may wait for the queue's
+	// next request to notify the device (the constant lazyDelay; tests
+	// shorten it before the first Send).
 	lazyDelay time.Duration
 	timeout   time.Duration               // immutable: Options.RequestTimeout; <= 0: none
 	onRT      func(uint32, time.Duration) // immutable: Options.OnRoundTrip

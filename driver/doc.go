@@ -45,8 +45,8 @@
 // RoundTrip checks one, by whoever polls the queue next, usually the
 // caller's next request spinning for its own; while only such requests are
 // in flight the completion goroutine sleep-polls (asyncPoll, 1 ms). The
-// device's callback goroutine then copies the reply out, returns the buffers and calls the request's done, holding
-// no lock: done may take the FUSE client's locks and send requests, which
+// device's callback goroutine then copies the reply out, returns the
+// buffers and calls the request's done, holding no lock: done may take the FUSE client's locks and send requests, which
 // it must not do inside another caller's RoundTrip. Close waits (bounded)
 // for their replies; a dead device completes them with ENOTCONN. Before
 // Send, fuse sent RELEASE from a goroutine that spun for the reply, which

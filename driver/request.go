@@ -289,8 +289,8 @@ func (d *Device) RoundTrip(ctx context.Context, in, out [][]byte) (int, error) {
 	}
 	var t0 time.Duration
 	if d.onRT != nil {
-		// Since a monotonic time reads one clock, Now two: under TCG
-		// each is a vDSO call of about 0.5 µs.
+		// A duration since d.epoch: the round trip is a difference of
+		// monotonic readings.
 		t0 = time.Since(d.epoch)
 	}
 	if err := d.publish(ctx, r); err != nil {

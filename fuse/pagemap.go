@@ -9,20 +9,20 @@ import "iter"
 // fresh span now and then as the cache grows; under TCG that was 3% of
 // a cold open, read and close).
 //
-// The zero value is empty.
+// The zero value is empty. A page is never nil (fillLocked stores slices
+// of a READ buffer).
 type pageMap struct {
 	// While m is nil, the map holds at most one page: one at index oneIdx
-	// if has is set.
+	// if one is not nil.
 	oneIdx int64
 	one    []byte
-	has    bool
 	m      map[int64][]byte
 }
 
 // get returns the page at idx.
 func (pm *pageMap) get(idx int64) ([]byte, bool) {
 	if pm.m == nil {
-		if pm.has && pm.oneIdx == idx {
+		if pm.one != nil && pm.oneIdx == idx {
 			return pm.one, true
 		}
 		return nil, false
@@ -34,13 +34,13 @@ func (pm *pageMap) get(idx int64) ([]byte, bool) {
 // set stores p at idx.
 func (pm *pageMap) set(idx int64, p []byte) {
 	if pm.m == nil {
-		if !pm.has || pm.oneIdx == idx {
-			pm.oneIdx, pm.one, pm.has = idx, p, true
+		if pm.one == nil || pm.oneIdx == idx {
+			pm.oneIdx, pm.one = idx, p
 			return
 		}
 		pm.m = make(map[int64][]byte)
 		pm.m[pm.oneIdx] = pm.one
-		pm.one, pm.has = nil, false
+		pm.one = nil
 	}
 	pm.m[idx] = p
 }
@@ -48,8 +48,8 @@ func (pm *pageMap) set(idx int64, p []byte) {
 // del drops the page at idx, if any.
 func (pm *pageMap) del(idx int64) {
 	if pm.m == nil {
-		if pm.has && pm.oneIdx == idx {
-			pm.one, pm.has = nil, false
+		if pm.oneIdx == idx {
+			pm.one = nil
 		}
 		return
 	}
@@ -59,7 +59,7 @@ func (pm *pageMap) del(idx int64) {
 // len returns the number of pages.
 func (pm *pageMap) len() int {
 	if pm.m == nil {
-		if pm.has {
+		if pm.one != nil {
 			return 1
 		}
 		return 0
@@ -69,7 +69,7 @@ func (pm *pageMap) len() int {
 
 // clear drops every page; a map once made is kept for reuse.
 func (pm *pageMap) clear() {
-	pm.one, pm.has = nil, false
+	pm.one = nil
 	clear(pm.m)
 }
 
@@ -86,7 +86,7 @@ func (pm *pageMap) delFrom(first int64) {
 func (pm *pageMap) all() iter.Seq2[int64, []byte] {
 	return func(yield func(int64, []byte) bool) {
 		if pm.m == nil {
-			if pm.has {
+			if pm.one != nil {
 				yield(pm.oneIdx, pm.one)
 			}
 			return
